@@ -1,0 +1,118 @@
+"""Command line: parse, call one function of outputs/ or vm/, print. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rdforge import __version__, config
+from rdforge.errors import RdforgeError
+from rdforge.progress import Progress
+
+
+def _build(ns: argparse.Namespace) -> int:
+    from rdforge.outputs.initrd import build
+
+    cfg = config.load(Path(ns.config) if ns.config else None, config.overrides_from(ns))
+    res = build(cfg, Progress(not ns.json and not ns.quiet))
+    if ns.json:
+        print(json.dumps({"output": str(res.output), "size": res.size, "sha256": res.sha256,
+                          "kernel_version": res.kernel_version, "packages": len(res.packages),
+                          "modules": res.modules, "files": res.files, "timings": res.timings}))
+    else:
+        print(f"{res.output}: {res.size / 1e6:.1f} MB, {len(res.packages)} packages, "
+              f"{res.modules} modules for {res.kernel_version}, sha256 {res.sha256[:16]}…")
+    return 0
+
+
+def _inspect(ns: argparse.Namespace) -> int:
+    from rdforge.outputs.inspect import inspect_image
+
+    report = inspect_image(Path(ns.image), check=ns.check)
+    lines = report.pop("summary_lines")
+    if ns.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print("\n".join(str(x) for x in lines))  # type: ignore[attr-defined]
+    chk = report.get("check")
+    return 1 if isinstance(chk, dict) and chk.get("problems") else 0
+
+
+def _boot(ns: argparse.Namespace) -> int:
+    from rdforge.vm.boot import BootOptions, boot
+
+    opts = BootOptions(initrd=Path(ns.initrd), kernel=Path(ns.kernel) if ns.kernel else None,
+                       kernel_version=ns.kernel_version or "", root_image=Path(ns.root_image)
+                       if ns.root_image else None, root_from_packages=ns.root_from_packages,
+                       disk_bus=ns.disk_bus, append=ns.append or "", expect=ns.expect,
+                       timeout=ns.timeout, log=Path(ns.log) if ns.log else None,
+                       echo=not ns.json and not ns.quiet, release=ns.release)
+    res = boot(opts)
+    if ns.json:
+        print(json.dumps(res.to_json(), indent=1))
+    else:
+        print(f"{'OK' if res.ok else 'FAILED'}: {res.reason} after {res.seconds:.1f}s",
+              file=sys.stderr)
+    return 0 if res.ok else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rdforge", description=__doc__)
+    p.add_argument("--version", action="version", version=f"rdforge {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    b = sub.add_parser("build", help="build an initrd from the distribution's packages")
+    b.add_argument("-c", "--config", help="TOML configuration file")
+    b.add_argument("-o", dest="output", help="output image (same as --output)")
+    config.add_arguments(b)
+    b.add_argument("--json", action="store_true", help="print a JSON summary")
+    b.add_argument("-q", "--quiet", action="store_true")
+    b.set_defaults(func=_build)
+
+    i = sub.add_parser("inspect", help="list what an initrd contains")
+    i.add_argument("image")
+    i.add_argument("--check", action="store_true", help="run the static check on it")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=_inspect)
+
+    v = sub.add_parser("boot", help="boot an initrd in qemu and assert on the console")
+    v.add_argument("--initrd", required=True)
+    v.add_argument("--kernel", help="vmlinuz (default: from the kernel package in the cache)")
+    v.add_argument("--kernel-version", help="pick the cached kernel package of this version")
+    v.add_argument("--release", default="trixie")
+    v.add_argument("--root-image", help="raw disk image holding the root file system")
+    v.add_argument("--root-from-packages", action="store_true",
+                   help="make a small root file system from packages (busybox-static)")
+    v.add_argument("--disk-bus", default="virtio", choices=["virtio", "nvme", "ahci", "scsi", "usb"])
+    v.add_argument("--append", help="extra kernel command line")
+    v.add_argument("--expect", default=None, help="console text that means success")
+    v.add_argument("--timeout", type=float, default=300)
+    v.add_argument("--log", help="write the console to this file")
+    v.add_argument("--json", action="store_true")
+    v.add_argument("-q", "--quiet", action="store_true")
+    v.set_defaults(func=_boot)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = parser().parse_args(argv)
+    try:
+        rc: int = ns.func(ns)
+        return rc
+    except RdforgeError as e:
+        print(f"rdforge: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rdforge: interrupted", file=sys.stderr)
+        return 130
+    except OSError as e:
+        if e.errno == 28:
+            print(f"rdforge: error: no space left on device ({e.filename or ''})", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

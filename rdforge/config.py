@@ -1,0 +1,185 @@
+"""One table of settings drives the TOML keys, the CLI flags and their help."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rdforge.errors import ConfigError
+
+DEFAULT_PACKAGES: tuple[str, ...] = (
+    "base-files", "systemd", "udev", "kmod", "bash", "util-linux", "mount", "e2fsprogs",
+    "dmsetup", "systemd-cryptsetup", "libcryptsetup12",
+)
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str  # TOML key; the CLI flag is --key with _ as -
+    kind: type
+    default: Any
+    help: str
+    cli: bool = True
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("release", str, "trixie", "distribution release the image is built from"),
+    Setting("arch", str, "amd64", "Debian architecture"),
+    Setting("mirror", str, "", "archive URI (http:// or file://); default: the host's apt sources"),
+    Setting("keyring", str, "", "OpenPGP keyring that signs the archive; default: the source's "
+            "Signed-By, else debian-archive-keyring"),
+    Setting("packages", list, list(DEFAULT_PACKAGES), "the base package set", cli=False),
+    Setting("add_packages", list, [], "packages to add to the base set"),
+    Setting("remove_packages", list, [], "packages never to install (also as dependencies)"),
+    Setting("prefer", list, ["mawk"], "providers to prefer for virtual packages", cli=False),
+    Setting("dlopen_features", list, ["cryptsetup", "tpm"],
+            "systemd dlopen() features (\"suggested\" ones) to include"),
+    Setting("kernel_version", str, "", "kernel version (default: newest linux-image of the release)"),
+    Setting("modules_dir", str, "", "take modules from this lib/modules/KVER directory instead"),
+    Setting("modules", str, "generic", "module profile: generic, host-only or none"),
+    Setting("add_modules", list, [], "extra kernel modules by name"),
+    Setting("exclude_modules", list, [], "kernel modules never to include"),
+    Setting("firmware_packages", list, [], "firmware packages to take firmware= files from"),
+    Setting("compression", str, "zstd", "zstd, xz, gzip or none"),
+    Setting("compression_level", int, -1, "compression level (-1: the algorithm's default)"),
+    Setting("prune", list, [], "extra glob patterns of paths to drop"),
+    Setting("keep", list, [], "glob patterns of paths never to drop"),
+    Setting("files", dict, {}, "extra files: image path -> local file", cli=False),
+    Setting("trust", list, [], "X.509 certificates (PEM) the initrd trusts for signed sysexts"),
+    Setting("output", str, "initrd.img", "where to write the image"),
+    Setting("lock", str, "rdforge.lock", "lock file written on every build"),
+    Setting("locked", bool, False, "build exactly the packages pinned in the lock file"),
+    Setting("offline", bool, False, "use only the cache and local .deb directories"),
+    Setting("deb_dir", str, "", "a local directory of .deb files to use as the package source"),
+    Setting("source_date_epoch", int, -1, "timestamp for every file (default: newest package)"),
+    Setting("hwdb", bool, False, "keep the udev hardware database"),
+)
+
+
+@dataclass
+class Config:
+    release: str = "trixie"
+    arch: str = "amd64"
+    mirror: str = ""
+    keyring: str = ""
+    packages: list[str] = field(default_factory=lambda: list(DEFAULT_PACKAGES))
+    add_packages: list[str] = field(default_factory=list)
+    remove_packages: list[str] = field(default_factory=list)
+    prefer: list[str] = field(default_factory=lambda: ["mawk"])
+    dlopen_features: list[str] = field(default_factory=lambda: ["cryptsetup", "tpm"])
+    kernel_version: str = ""
+    modules_dir: str = ""
+    modules: str = "generic"
+    add_modules: list[str] = field(default_factory=list)
+    exclude_modules: list[str] = field(default_factory=list)
+    firmware_packages: list[str] = field(default_factory=list)
+    compression: str = "zstd"
+    compression_level: int = -1
+    prune: list[str] = field(default_factory=list)
+    keep: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+    trust: list[str] = field(default_factory=list)
+    output: str = "initrd.img"
+    lock: str = "rdforge.lock"
+    locked: bool = False
+    offline: bool = False
+    deb_dir: str = ""
+    source_date_epoch: int = -1
+    hwdb: bool = False
+
+    @property
+    def package_set(self) -> list[str]:
+        out = [p for p in self.packages if p not in self.remove_packages]
+        return out + [p for p in self.add_packages if p not in out]
+
+
+_BY_KEY = {s.key: s for s in SETTINGS}
+assert set(_BY_KEY) == {f.name for f in dataclasses.fields(Config)}, "settings table out of sync"
+
+
+def _coerce(s: Setting, value: Any, where: str) -> Any:
+    if s.kind is list:
+        if isinstance(value, str):
+            return [v for v in value.replace(",", " ").split() if v]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: {s.key} must be a list of strings")
+        return list(value)
+    if s.kind is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {s.key} must be a table")
+        return {str(k): str(v) for k, v in value.items()}
+    if s.kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {s.key} must be true or false")
+        return value
+    if s.kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{where}: {s.key} must be an integer") from None
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: {s.key} must be a string")
+    return value
+
+
+def load(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults, then the TOML file's [build] table (or top level), then CLI overrides."""
+    cfg = Config()
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such configuration file") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: malformed TOML ({e})") from None
+        table = data.get("build", data)
+        for k, v in table.items():
+            s = _BY_KEY.get(k)
+            if s is None:
+                raise ConfigError(f"{path}: unknown key {k!r}")
+            setattr(cfg, k, _coerce(s, v, str(path)))
+    for k, v in (overrides or {}).items():
+        if v is None:
+            continue
+        setattr(cfg, k, _coerce(_BY_KEY[k], v, "command line"))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    from rdforge.formats.compress import ALGORITHMS
+
+    if cfg.compression not in ALGORITHMS:
+        raise ConfigError(f"compression {cfg.compression!r} is not one of {', '.join(ALGORITHMS)}")
+    if cfg.modules not in ("generic", "host-only", "none"):
+        raise ConfigError(f"modules profile {cfg.modules!r} is not generic, host-only or none")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add one flag per CLI setting (dest = setting key, default None = not given)."""
+    for s in SETTINGS:
+        if not s.cli:
+            continue
+        flag = "--" + s.key.replace("_", "-")
+        if s.kind is bool:
+            p.add_argument(flag, dest=s.key, action="store_const", const=True, default=None,
+                           help=s.help)
+        elif s.kind is list:
+            p.add_argument(flag, dest=s.key, action="append", default=None, metavar="X",
+                           help=s.help + " (repeatable)")
+        else:
+            p.add_argument(flag, dest=s.key, type=s.kind, default=None, help=s.help)
+
+
+def overrides_from(ns: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for s in SETTINGS:
+        if s.cli and getattr(ns, s.key, None) is not None:
+            out[s.key] = getattr(ns, s.key)
+    return out

@@ -1,0 +1,1 @@
+"""Outputs composed from sources, tree and formats: the initrd and its manifest."""

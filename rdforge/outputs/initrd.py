@@ -1,0 +1,269 @@
+"""`rdforge build`: packages -> tree -> fix-ups -> modules -> check -> cpio -> image."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rdforge.config import Config
+from rdforge.errors import CheckError, KernelError, RdforgeError
+from rdforge.formats import compress, cpio
+from rdforge.formats.elf import is_elf, read_elf
+from rdforge.progress import Progress
+from rdforge.sources import lock as lockfile
+from rdforge.sources.archive import Package
+from rdforge.sources.cache import BlobCache
+from rdforge.sources.plan import (
+    PackageSource,
+    kernel_package,
+    load_universe,
+    package_for_soname,
+    resolve_set,
+)
+from rdforge.tree import check, fixups, kmods
+from rdforge.tree.model import FILE, Entry, Tree
+from rdforge.tree.prune import DEFAULT_PRUNE, Pruner
+from rdforge.tree.unpack import new_tree, unpack_deb
+
+
+@dataclass
+class BuildResult:
+    output: Path
+    size: int
+    sha256: str
+    packages: list[Package]
+    kernel_version: str
+    modules: int
+    files: int
+    manifest: dict[str, object] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def fetch_all(pkgs: list[Package], offline: bool) -> list[Path]:
+    blobs = BlobCache()
+
+    def one(p: Package) -> Path:
+        if not p.base and os.path.isabs(p.filename):  # a local .deb
+            from rdforge.errors import HashMismatch
+            from rdforge.sources.cache import sha256_file
+
+            if sha256_file(Path(p.filename)) != p.sha256:
+                raise HashMismatch(f"{p.filename}: sha256 differs from the lock file")
+            return Path(p.filename)
+        if offline:
+            hit = blobs.lookup(p.sha256, p.size)
+            if hit is None:
+                raise RdforgeError(f"{p.key}: not in the cache and --offline forbids fetching")
+            return hit
+        return blobs.fetch(p.url, p.sha256, p.size)
+
+    with ThreadPoolExecutor(max_workers=8) as ex:
+        return list(ex.map(one, pkgs))
+
+
+def dlopen_wants(tree: Tree, features: list[str]) -> set[str]:
+    """Sonames that binaries declare in .note.dlopen and that the image should carry:
+    required and recommended ones, and suggested ones for the configured features."""
+    out: set[str] = set()
+    for _p, e in tree.files():
+        if not is_elf(e.data):
+            continue
+        for note in read_elf(e.data).dlopen:
+            prio = note.get("priority", "recommended")
+            if prio in ("required", "recommended") or note.get("feature") in features:
+                sonames = note.get("soname", [])
+                if isinstance(sonames, list) and sonames:
+                    out.add(str(sonames[0]))
+    return out
+
+
+def _has_soname(tree: Tree, soname: str) -> bool:
+    return any(tree.get(f"{d}/{soname}") is not None for d in fixups.LIBDIRS)
+
+
+class Builder:
+    def __init__(self, cfg: Config, progress: Progress) -> None:
+        self.cfg = cfg
+        self.p = progress
+        self.pruner = Pruner(DEFAULT_PRUNE + tuple(cfg.prune) if not cfg.hwdb else
+                             tuple(x for x in DEFAULT_PRUNE if "hwdb" not in x) + tuple(cfg.prune),
+                             tuple(cfg.keep))
+        self.tree = new_tree()
+        self.pkg_bytes: dict[str, int] = {}
+        self.newest = 0
+        self.unpacked: dict[str, Package] = {}
+
+    def unpack(self, pkgs: list[Package]) -> None:
+        new = [p for p in pkgs if p.name not in self.unpacked]
+        paths = fetch_all(new, self.cfg.offline)
+        for p, path in zip(new, paths, strict=True):
+            added, newest = unpack_deb(self.tree, path, p.name, self.pruner)
+            self.pkg_bytes[p.name] = added
+            self.newest = max(self.newest, newest)
+            self.unpacked[p.name] = p
+
+    def packages(self) -> tuple[list[Package], Package | None, PackageSource | None]:
+        cfg = self.cfg
+        if cfg.locked:
+            lk = lockfile.read(Path(cfg.lock))
+            if lk.release != cfg.release or lk.arch != cfg.arch:
+                raise RdforgeError(f"{cfg.lock}: locked for {lk.release}/{lk.arch}, "
+                                   f"not {cfg.release}/{cfg.arch}")
+            self.p.phase("packages", f"{len(lk.packages)} pinned by {cfg.lock}")
+            self.unpack(lk.packages)
+            return lk.packages, lk.kernel, None
+        self.p.phase("index", "reading and verifying the archive's signed index")
+        src = load_universe(cfg)
+        self.p.phase("resolve", " ".join(cfg.package_set))
+        pkgs = resolve_set(src.universe, cfg, cfg.package_set)
+        self.p.phase("fetch+unpack", f"{len(pkgs)} packages")
+        self.unpack(pkgs)
+        for _round in range(5):  # libraries loaded with dlopen(): follow their notes
+            missing = sorted(s for s in dlopen_wants(self.tree, cfg.dlopen_features)
+                             if not _has_soname(self.tree, s))
+            names = sorted({n for s in missing if (n := package_for_soname(src.universe, s))
+                            and n not in self.unpacked and n not in cfg.remove_packages})
+            if not names:
+                break
+            self.p.info(f"dlopen() libraries: adding {', '.join(names)}")
+            pkgs = resolve_set(src.universe, cfg, sorted(set(cfg.package_set) | set(names)
+                                                         | set(self.unpacked)))
+            self.unpack(pkgs)
+        kernel = None
+        if not cfg.modules_dir and cfg.modules != "none":
+            kernel = kernel_package(src.universe, cfg)
+        return sorted(self.unpacked.values(), key=lambda p: p.name), kernel, src
+
+    def kernel(self, kernel: Package | None) -> tuple[str, list[kmods.Module]]:
+        cfg = self.cfg
+        if cfg.modules == "none" and not cfg.modules_dir:
+            return cfg.kernel_version, []
+        if cfg.modules_dir:
+            kidx = kmods.index_module_dir(Path(cfg.modules_dir))
+        else:
+            assert kernel is not None
+            if cfg.kernel_version and not kernel.name.endswith(cfg.kernel_version):
+                raise KernelError(f"the lock pins {kernel.name}, not kernel {cfg.kernel_version}")
+            self.p.phase("kernel", f"{kernel.name} {kernel.version}")
+            path = fetch_all([kernel], cfg.offline)[0]
+            kidx = kmods.index_kernel_deb(path, kernel.sha256)
+        if cfg.modules == "host-only":
+            loaded = [line.split()[0] for line in Path("/proc/modules").read_text().splitlines()]
+            names = tuple(n for n in loaded if n in kidx.modules) + tuple(cfg.add_modules)
+            mods = kmods.select(kidx, (), names, tuple(cfg.exclude_modules))
+        else:
+            mods = kmods.select(kidx, kmods.GENERIC_MODULES, tuple(cfg.add_modules),
+                                tuple(cfg.exclude_modules))
+        self.p.phase("modules", f"{len(mods)} modules for {kidx.kver}")
+        kmods.install(self.tree, kidx, mods)
+        self.kidx = kidx
+        return kidx.kver, mods
+
+    def local_files(self) -> None:
+        for dest, src in sorted(self.cfg.files.items()):
+            try:
+                data = Path(src).read_bytes()
+                mode = Path(src).stat().st_mode & 0o777
+            except OSError as e:
+                raise RdforgeError(f"extra file {src}: {e.strerror}") from None
+            self.tree.add(dest.lstrip("/"), Entry(FILE, mode, data=data, package="config"))
+        for i, cert in enumerate(self.cfg.trust):
+            try:
+                data = Path(cert).read_bytes()
+            except OSError as e:
+                raise RdforgeError(f"certificate {cert}: {e.strerror}") from None
+            if b"-----BEGIN CERTIFICATE-----" not in data:
+                raise RdforgeError(f"certificate {cert}: not a PEM X.509 certificate")
+            self.tree.add_file(f"etc/verity.d/rdforge-{i}-{Path(cert).stem}.crt", data,
+                               package="config")
+
+
+def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
+    p = progress or Progress(False)
+    b = Builder(cfg, p)
+    pkgs, kernel, _src = b.packages()
+    p.phase("fix-ups", "init, release files, users, ld.so.cache")
+    fixups.base_layout(b.tree)
+    fixups.release_files(b.tree, {})
+    fixups.users_and_groups(b.tree)
+    b.local_files()
+    kver, mods = b.kernel(kernel)
+    missing_fw = sorted({fw for m in mods for fw in m.firmware})
+    nlibs = fixups.ld_so_cache(b.tree)
+    dangling = fixups.drop_dangling(b.tree)
+    p.phase("check", f"{len(b.tree)} paths, {nlibs} libraries in ld.so.cache")
+    rep = check.check_tree(b.tree)
+    if not rep.ok:
+        raise CheckError(f"the image would not work: {rep.problems[0]}"
+                         + (f" (and {len(rep.problems) - 1} more)" if len(rep.problems) > 1 else ""))
+    epoch = cfg.source_date_epoch
+    if epoch < 0:
+        epoch = int(os.environ.get("SOURCE_DATE_EPOCH", b.newest))
+    p.phase("archive", f"cpio + {cfg.compression}")
+    raw = tree_to_cpio(b.tree, epoch)
+    level = cfg.compression_level if cfg.compression_level >= 0 else None
+    image = compress.compress_stream(raw, cfg.compression, level)
+    out = Path(cfg.output)
+    sha = hashlib.sha256(image).hexdigest()
+    manifest: dict[str, object] = {
+        "image": {"path": out.name, "sha256": sha, "size": len(image), "cpio_size": len(raw),
+                  "compression": cfg.compression, "source_date_epoch": epoch},
+        "release": cfg.release, "arch": cfg.arch, "kernel_version": kver,
+        "packages": [{"name": x.name, "version": x.version, "arch": x.arch, "sha256": x.sha256,
+                      "bytes_in_image": b.pkg_bytes.get(x.name, 0)} for x in pkgs],
+        "kernel_package": {"name": kernel.name, "version": kernel.version,
+                           "sha256": kernel.sha256} if kernel else None,
+        "modules": [m.path for m in mods],
+        "firmware_missing": missing_fw,
+        "pruned": {k: {"files": v[0], "bytes": v[1]} for k, v in sorted(b.pruner.dropped.items())},
+        "dangling_symlinks_dropped": dangling,
+        "check_warnings": rep.warnings,
+    }
+    p.phase("write", str(out))
+    write_atomic(out, image)
+    write_atomic(out.with_name(out.name + ".manifest.json"),
+                 (json.dumps(manifest, indent=1) + "\n").encode())
+    lockfile.write(Path(cfg.lock), lockfile.Lock(cfg.release, cfg.arch, pkgs, kernel))
+    timings = dict(p.timings)
+    total = p.done()
+    timings["total"] = total
+    return BuildResult(out, len(image), sha, pkgs, kver, len(mods), len(b.tree), manifest, timings)
+
+
+def tree_to_cpio(tree: Tree, mtime: int) -> bytes:
+    import io
+
+    def key(path: str) -> list[str]:
+        return path.split("/")
+
+    entries = []
+    for path in sorted(tree.entries, key=key):
+        e = tree.entries[path]
+        data = e.data if e.kind == FILE else e.target.encode()
+        entries.append(cpio.CpioEntry(path, e.st_mode, e.uid, e.gid, mtime, data, e.rdev,
+                                      e.link_id or None))
+    bio = io.BytesIO()
+    cpio.write(bio, entries)
+    return bio.getvalue()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write beside the target and rename into place: a failure leaves the old file intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

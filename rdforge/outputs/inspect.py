@@ -1,0 +1,73 @@
+"""`rdforge inspect`: what an initrd holds (any initrd, also a peer's) and the static check."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from rdforge.errors import FormatError
+from rdforge.formats import compress, cpio
+from rdforge.tree import check
+from rdforge.tree.model import CHAR, DIR, FILE, SYMLINK, Entry, Tree
+
+
+def read_initrd(path: Path) -> tuple[Tree, list[dict[str, object]]]:
+    """All segments of an initrd (uncompressed early cpio, then compressed main) as one tree."""
+    try:
+        buf = path.read_bytes()
+    except OSError as err:
+        raise FormatError(f"{path}: {err.strerror}") from None
+    tree = Tree()
+    segs: list[dict[str, object]] = []
+    for off, seg in cpio.segments(buf):
+        algo = compress.detect(seg)
+        raw = compress.decompress(seg) if algo != "none" else seg
+        pos = 0
+        while pos < len(raw) and raw[pos:pos + 5] == b"07070":
+            entries, pos = cpio.read(raw, pos)
+            for e in entries:
+                if not e.name:
+                    continue
+                kind = (DIR if stat.S_ISDIR(e.mode) else SYMLINK if stat.S_ISLNK(e.mode) else
+                        CHAR if stat.S_ISCHR(e.mode) else FILE)
+                tree.entries[e.name] = Entry(kind, e.mode & 0o7777, e.uid, e.gid,
+                                             data=e.data if kind == FILE else b"",
+                                             target=e.data.decode() if kind == SYMLINK else "",
+                                             rdev=e.rdev)
+            while pos < len(raw) and raw[pos] == 0:
+                pos += 1
+            segs.append({"offset": off, "compression": algo, "size": len(seg),
+                         "entries": len(entries)})
+    return tree, segs
+
+
+def inspect_image(path: Path, check: bool = False) -> dict[str, object]:
+    tree, segs = read_initrd(path)
+    files = [(p, e) for p, e in tree.entries.items() if e.kind == FILE]
+    total = sum(len(e.data) for _p, e in files)
+    mods = sorted(p for p, _e in files if ".ko" in p.rsplit("/", 1)[-1])
+    by_top: dict[str, int] = {}
+    for p, e in files:
+        top = "/".join(p.split("/")[:3])
+        by_top[top] = by_top.get(top, 0) + len(e.data)
+    biggest = sorted(by_top.items(), key=lambda t: -t[1])[:15]
+    report: dict[str, object] = {
+        "path": str(path), "size": path.stat().st_size, "segments": segs,
+        "entries": len(tree.entries), "files": len(files), "file_bytes": total,
+        "modules": len(mods), "largest_directories": dict(biggest),
+    }
+    lines = [f"{path}: {path.stat().st_size / 1e6:.1f} MB, {len(segs)} segment(s), "
+             f"{len(tree.entries)} entries, {total / 1e6:.1f} MB of files, {len(mods)} modules"]
+    lines += [f"  {b / 1e6:7.2f} MB  /{d}" for d, b in biggest]
+    if check:
+        rep = _check(tree)
+        report["check"] = {"problems": rep.problems, "warnings": rep.warnings,
+                           "elf_files": rep.elf_files, "modules": rep.modules}
+        lines.append("check: " + ("OK" if rep.ok else f"{len(rep.problems)} problem(s)"))
+        lines += [f"  problem: {p}" for p in rep.problems] + [f"  warning: {w}" for w in rep.warnings]
+    report["summary_lines"] = lines
+    return report
+
+
+def _check(tree: Tree) -> check.CheckReport:
+    return check.check_tree(tree)

@@ -1,0 +1,1 @@
+"""Package sources: archive index, signature verification, resolution, lock, fetch."""

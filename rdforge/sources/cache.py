@@ -1,0 +1,122 @@
+"""Content-addressed download cache (sha256 -> file) outside the project, plus HTTP helpers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from rdforge.errors import HashMismatch, SourceError
+
+CHUNK = 1 << 20
+
+
+def cache_root() -> Path:
+    """$RDFORGE_CACHE, else $XDG_CACHE_HOME/rdforge, else ~/.cache/rdforge."""
+    env = os.environ.get("RDFORGE_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "rdforge"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class BlobCache:
+    """Files named by their sha256; an entry whose content does not match is dropped."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = (root or cache_root()) / "blobs"
+
+    def path(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256
+
+    def lookup(self, sha256: str, size: int | None = None, verify: bool = True) -> Path | None:
+        """The cached file, or None when absent, truncated or corrupt (then it is removed)."""
+        p = self.path(sha256)
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            return None
+        if (size is not None and st.st_size != size) or (verify and sha256_file(p) != sha256):
+            p.unlink(missing_ok=True)
+            return None
+        return p
+
+    def add_bytes(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        p = self.path(sha)
+        if not p.exists():
+            p.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, p)
+        return sha
+
+    def fetch(self, url: str, sha256: str, size: int | None,
+              progress: Callable[[int], None] | None = None) -> Path:
+        """Return the cached file for sha256, downloading it from url when needed."""
+        hit = self.lookup(sha256, size)
+        if hit:
+            if progress and size:
+                progress(size)
+            return hit
+        p = self.path(sha256)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-")
+        h = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as out, open_url(url) as resp:
+                while chunk := resp.read(CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+                    if progress:
+                        progress(len(chunk))
+            if h.hexdigest() != sha256:
+                raise HashMismatch(f"{url}: sha256 {h.hexdigest()} does not match the signed "
+                                   f"index ({sha256})")
+            os.replace(tmp, p)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return p
+
+
+def open_url(url: str):  # type: ignore[no-untyped-def]
+    """urlopen with a timeout and a one-line error naming the URL."""
+    try:
+        return urllib.request.urlopen(url, timeout=60)
+    except urllib.error.HTTPError as e:
+        raise SourceError(f"{url}: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise SourceError(f"{url}: cannot fetch ({reason})") from None
+
+
+def fetch_bytes(url: str) -> bytes:
+    with open_url(url) as resp:
+        data: bytes = resp.read()
+        return data
+
+
+def copy_atomic(src: Path, dest: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

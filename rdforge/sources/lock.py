@@ -1,0 +1,70 @@
+"""rdforge.lock: the pinned package set of a build (name, version, arch, sha256, path)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rdforge.errors import LockError
+from rdforge.sources.archive import Package
+
+LOCK_VERSION = 1
+
+
+@dataclass
+class Lock:
+    release: str
+    arch: str
+    packages: list[Package]
+    kernel: Package | None
+
+    def to_json(self) -> str:
+        def rec(p: Package) -> dict[str, object]:
+            d = asdict(p)
+            return {"name": d.pop("name"), "version": d.pop("version"),
+                    "architecture": d.pop("arch"), "sha256": d.pop("sha256"),
+                    "size": d.pop("size"), "path": d.pop("filename"), "base": d.pop("base"),
+                    **{k: v for k, v in d.items() if v not in ("", False)}}
+
+        data = {"lock-version": LOCK_VERSION, "release": self.release, "arch": self.arch,
+                "kernel": rec(self.kernel) if self.kernel else None,
+                "packages": [rec(p) for p in self.packages]}
+        return json.dumps(data, indent=1, sort_keys=False) + "\n"
+
+
+def _pkg(d: dict[str, object], where: str) -> Package:
+    try:
+        return Package(name=str(d["name"]), version=str(d["version"]),
+                       arch=str(d["architecture"]), filename=str(d["path"]),
+                       sha256=str(d["sha256"]), size=int(str(d["size"])),
+                       depends=str(d.get("depends", "")), pre_depends=str(d.get("pre_depends", "")),
+                       provides=str(d.get("provides", "")), multi_arch=str(d.get("multi_arch", "")),
+                       source=str(d.get("source", "")), essential=bool(d.get("essential", False)),
+                       priority=str(d.get("priority", "optional")), base=str(d.get("base", "")))
+    except (KeyError, ValueError) as e:
+        raise LockError(f"{where}: malformed package entry ({e})") from None
+
+
+def read(path: Path) -> Lock:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LockError(f"{path}: no lock file (build once without --locked to write it)") from None
+    except ValueError as e:
+        raise LockError(f"{path}: malformed lock file ({e})") from None
+    if not isinstance(data, dict) or data.get("lock-version") != LOCK_VERSION:
+        raise LockError(f"{path}: not an rdforge lock file of version {LOCK_VERSION}")
+    pkgs = [_pkg(d, str(path)) for d in data.get("packages", [])]
+    kernel = _pkg(data["kernel"], str(path)) if data.get("kernel") else None
+    return Lock(str(data.get("release", "")), str(data.get("arch", "")), pkgs, kernel)
+
+
+def write(path: Path, lock: Lock) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(lock.to_json())
+    os.replace(tmp, path)

@@ -1,0 +1,1 @@
+"""The staging tree: unpack packages, declarative fix-ups, prune, kernel modules, checks."""

@@ -1,0 +1,163 @@
+"""Declarative fix-ups that replace maintainer scripts: init, release files, users, ld.so.cache."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from rdforge.errors import CheckError
+from rdforge.formats import ldcache
+from rdforge.formats.elf import is_elf, read_elf
+from rdforge.tree.model import CHAR, DIR, FILE, SYMLINK, Entry, Tree
+
+LIBDIRS = ("usr/lib/x86_64-linux-gnu", "usr/lib64", "usr/lib")
+
+
+def base_layout(tree: Tree) -> None:
+    """Mount points, /dev/console for the kernel's first open, /init -> systemd."""
+    for d in ("dev", "proc", "sys", "run", "tmp", "root", "sysroot", "var/tmp", "etc", "mnt"):
+        tree.add(d, Entry(DIR, 0o1777 if d.endswith("tmp") else 0o755, package="rdforge"))
+    tree.add("dev/console", Entry(CHAR, 0o600, rdev=(5, 1), package="rdforge"))
+    tree.add("dev/null", Entry(CHAR, 0o666, rdev=(1, 3), package="rdforge"))
+    if tree.get("usr/lib/systemd/systemd") is None:
+        raise CheckError("the package set has no usr/lib/systemd/systemd to run as /init")
+    tree.add_symlink("init", "usr/lib/systemd/systemd")
+    if tree.get("usr/bin/sh") is None and tree.get("usr/bin/bash") is not None:
+        tree.add_symlink("usr/bin/sh", "bash")
+    tree.add_file("etc/machine-id", b"", 0o444)
+    tree.add_file("etc/fstab", b"# the root file system comes from root= on the kernel command line\n")
+
+
+def release_files(tree: Tree, extra: dict[str, str]) -> dict[str, str]:
+    """/usr/lib/initrd-release from the distribution's os-release, linked where systemd looks."""
+    osrel = tree.get("usr/lib/os-release")
+    fields: dict[str, str] = {}
+    if osrel is not None and osrel.kind == FILE:
+        for line in osrel.data.decode().splitlines():
+            k, sep, v = line.partition("=")
+            if sep and not k.startswith("#"):
+                fields[k.strip()] = shlex.split(v)[0] if v.strip() else ""
+    fields.update({"VARIANT": "Initrd (rdforge)", "VARIANT_ID": "rdforge-initrd"})
+    fields.update(extra)
+    text = "".join(f"{k}={shlex.quote(v) if re.search(r'[^A-Za-z0-9._-]', v) else v}\n"
+                   for k, v in fields.items())
+    tree.add_file("usr/lib/initrd-release", text.encode())
+    for p in ("etc/initrd-release", "etc/os-release"):
+        tree.remove(p)
+    tree.add_symlink("etc/initrd-release", "../usr/lib/initrd-release")
+    tree.add_symlink("etc/os-release", "initrd-release")
+    return fields
+
+
+def sysusers(tree: Tree) -> tuple[list[str], list[str]]:
+    """passwd and group lines from usr/lib/sysusers.d/*.conf, IDs allocated deterministically
+    downwards from 999 as systemd-sysusers does for system users."""
+    users: dict[str, tuple[int, int, str, str, str]] = {}
+    groups: dict[str, int] = {}
+    members: dict[str, list[str]] = {}
+    pending: list[tuple[str, list[str]]] = []
+    for name in tree.listdir("usr/lib/sysusers.d"):
+        e = tree.get(f"usr/lib/sysusers.d/{name}")
+        if not name.endswith(".conf") or e is None or e.kind != FILE:
+            continue
+        for line in e.data.decode().splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                words = shlex.split(line)
+            except ValueError:
+                continue
+            pending.append((words[0], words[1:]))
+    used = {0, 65534}
+    for kind, w in pending:  # fixed IDs first
+        if kind == "g" and len(w) > 1 and w[1].isdigit():
+            groups.setdefault(w[0], int(w[1]))
+            used.add(int(w[1]))
+        if kind == "u" and len(w) > 1 and w[1].split(":")[0].isdigit():
+            used.add(int(w[1].split(":")[0]))
+    nxt = 999
+
+    def alloc() -> int:
+        nonlocal nxt
+        while nxt in used:
+            nxt -= 1
+        used.add(nxt)
+        return nxt
+
+    for kind, w in pending:
+        if kind == "g" and w[0] not in groups:
+            groups[w[0]] = alloc()
+        elif kind == "u" and w[0] not in users:
+            idspec = w[1] if len(w) > 1 else "-"
+            uid_s, _, gid_s = idspec.partition(":")
+            uid = int(uid_s) if uid_s.isdigit() else alloc()
+            if gid_s.isdigit():
+                gid = int(gid_s)
+            elif gid_s:
+                gid = groups.setdefault(gid_s, alloc())
+            else:
+                gid = groups.setdefault(w[0], uid)
+            gecos = w[2] if len(w) > 2 and w[2] != "-" else ""
+            home = w[3] if len(w) > 3 and w[3] != "-" else ("/root" if uid == 0 else "/")
+            shell = w[4] if len(w) > 4 and w[4] != "-" else (
+                "/bin/sh" if uid == 0 else "/usr/sbin/nologin")
+            users[w[0]] = (uid, gid, gecos, home, shell)
+        elif kind == "m" and len(w) > 1:
+            members.setdefault(w[1], []).append(w[0])
+    users.setdefault("root", (0, 0, "root", "/root", "/bin/sh"))
+    groups.setdefault("root", 0)
+    passwd = [f"{n}:x:{u}:{g}:{c}:{h}:{s}" for n, (u, g, c, h, s) in
+              sorted(users.items(), key=lambda t: t[1][0])]
+    group = [f"{n}:x:{g}:{','.join(sorted(members.get(n, [])))}" for n, g in
+             sorted(groups.items(), key=lambda t: t[1])]
+    return passwd, group
+
+
+def users_and_groups(tree: Tree) -> None:
+    passwd, group = sysusers(tree)
+    tree.add_file("etc/passwd", ("\n".join(passwd) + "\n").encode())
+    tree.add_file("etc/group", ("\n".join(group) + "\n").encode())
+    # Every account locked: a password arrives only as a credential at boot.
+    shadow = "".join(f"{line.split(':')[0]}:!*:1::::::\n" for line in passwd)
+    tree.add_file("etc/shadow", shadow.encode(), 0o000)
+    gshadow = "".join(f"{line.split(':')[0]}:!*::\n" for line in group)
+    tree.add_file("etc/gshadow", gshadow.encode(), 0o000)
+
+
+def shared_libraries(tree: Tree) -> dict[str, str]:
+    """soname -> canonical path of every shared library in the library directories."""
+    libs: dict[str, str] = {}
+    for d in LIBDIRS:
+        real = tree.resolve(d)
+        if tree.entries.get(real) is None or tree.entries[real].kind != DIR:
+            continue
+        for name in tree.listdir(real):
+            if not name.startswith(("lib", "ld-")) or ".so" not in name:
+                continue
+            e = tree.get(f"{real}/{name}")
+            if e is None or e.kind != FILE or not is_elf(e.data):
+                continue
+            info = read_elf(e.data)
+            if info.soname == name:
+                libs.setdefault(name, f"/{real}/{name}")
+    return libs
+
+
+def ld_so_cache(tree: Tree) -> int:
+    libs = shared_libraries(tree)
+    tree.add_file("etc/ld.so.cache", ldcache.build(libs))
+    return len(libs)
+
+
+def drop_dangling(tree: Tree) -> list[str]:
+    """Remove symlinks whose target was pruned (e.g. into usr/share/doc)."""
+    gone = []
+    for p, e in list(tree.entries.items()):
+        if e.kind == SYMLINK and p not in ("init",):
+            target = tree.resolve(p)
+            if target not in tree.entries and not target.startswith(("proc", "sys", "dev", "run")):
+                gone.append(p)
+    for p in gone:
+        tree.entries.pop(p, None)
+    return sorted(gone)

@@ -1,0 +1,225 @@
+"""Kernel modules: index a kernel package once, select a module set, close it under
+depends/softdeps, and generate modules.dep and friends for exactly that set."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import lzma
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rdforge.errors import KernelError
+from rdforge.formats.deb import DebFile
+from rdforge.formats.elf import modinfo
+from rdforge.sources.cache import cache_root
+from rdforge.tree.model import FILE, Entry, Tree
+
+INDEX_VERSION = 1
+
+# The generic profile: what boots common machines (paths relative to lib/modules/KVER/kernel).
+GENERIC_MODULES: tuple[str, ...] = (
+    "drivers/virtio/*", "drivers/block/virtio_blk.*", "drivers/scsi/virtio_scsi.*",
+    "drivers/net/virtio_net.*", "drivers/char/hw_random/virtio-rng.*",
+    "drivers/block/loop.*", "drivers/block/nbd.*",
+    "drivers/ata/*", "drivers/nvme/host/*", "drivers/scsi/sd_mod.*", "drivers/scsi/sr_mod.*",
+    "drivers/scsi/sg.*", "drivers/scsi/scsi_transport_sas.*", "drivers/scsi/mpt3sas/*",
+    "drivers/scsi/megaraid/*", "drivers/scsi/hpsa.*", "drivers/scsi/smartpqi/*",
+    "drivers/scsi/aacraid/*", "drivers/scsi/vmw_pvscsi.*", "drivers/scsi/hv_storvsc.*",
+    "drivers/message/fusion/*",
+    "drivers/usb/host/*hci*", "drivers/usb/storage/*", "drivers/usb/typec/ucsi/*",
+    "drivers/hid/hid-generic.*", "drivers/hid/usbhid/*", "drivers/hid/hid.*",
+    "drivers/hid/hid-apple.*", "drivers/hid/hid-logitech*", "drivers/hid/hid-microsoft.*",
+    "drivers/input/keyboard/atkbd.*", "drivers/input/serio/*",
+    "drivers/mmc/host/sdhci*", "drivers/mmc/core/*", "drivers/memstick/*",
+    "fs/ext4/*", "fs/xfs/*", "fs/btrfs/*", "fs/fat/*", "fs/nls/nls_cp437.*",
+    "fs/nls/nls_iso8859-1.*", "fs/nls/nls_utf8.*", "fs/erofs/*", "fs/squashfs/*",
+    "fs/overlayfs/*", "fs/isofs/*",
+    "drivers/md/dm-mod.*", "drivers/md/dm-crypt.*", "drivers/md/dm-verity.*",
+    "drivers/md/dm-integrity.*", "drivers/md/dm-bufio.*", "drivers/md/raid*", "drivers/md/md-mod.*",
+    "drivers/char/tpm/*", "crypto/*", "arch/x86/crypto/*",
+    "drivers/hv/*", "drivers/xen/*", "drivers/block/xen-blkfront.*",
+    "drivers/gpu/drm/virtio/*", "drivers/firmware/qemu_fw_cfg.*",
+)
+
+
+@dataclass
+class Module:
+    name: str
+    path: str  # relative to lib/modules/KVER
+    depends: list[str] = field(default_factory=list)
+    softdep_pre: list[str] = field(default_factory=list)
+    softdep_post: list[str] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)
+    firmware: list[str] = field(default_factory=list)
+
+
+@dataclass
+class KernelIndex:
+    kver: str
+    root: Path  # cache dir: vmlinuz, modules/ (the lib/modules/KVER tree)
+    modules: dict[str, Module]
+    builtin: set[str]
+
+    @property
+    def vmlinuz(self) -> Path:
+        return self.root / "vmlinuz"
+
+    @property
+    def moddir(self) -> Path:
+        return self.root / "modules"
+
+
+def modname(path: str) -> str:
+    base = path.rsplit("/", 1)[-1]
+    return re.sub(r"\.ko(\.(xz|zst|gz))?$", "", base).replace("-", "_")
+
+
+def _read_ko(data: bytes) -> bytes:
+    if data[:6] == b"\xfd7zXZ\x00":
+        return lzma.decompress(data)
+    if data[:4] == b"\x28\xb5\x2f\xfd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 28)
+    return data
+
+
+def _parse_module(path: str, data: bytes) -> Module:
+    m = Module(modname(path), path)
+    for k, v in modinfo(_read_ko(data)):
+        if k == "depends" and v:
+            m.depends = [d.replace("-", "_") for d in v.split(",") if d]
+        elif k == "alias":
+            m.aliases.append(v)
+        elif k == "firmware":
+            m.firmware.append(v)
+        elif k == "softdep":
+            for part in re.split(r"\s+(?=(?:pre|post):)", v.strip()):
+                kind, _, names = part.partition(":")
+                lst = m.softdep_pre if kind.strip() == "pre" else m.softdep_post
+                lst += [n.replace("-", "_") for n in names.split()]
+    return m
+
+
+def index_kernel_deb(deb: Path, sha256: str) -> KernelIndex:
+    """Extract vmlinuz and the module tree of a linux-image package into the cache, once."""
+    root = cache_root() / "kernels" / sha256
+    idx = root / f"index.v{INDEX_VERSION}.json"
+    if idx.exists():
+        return _load(root, idx)
+    tmp = Path(tempfile.mkdtemp(dir=cache_root(), prefix=".kernel-"))
+    kver = ""
+    modules: dict[str, Module] = {}
+    builtin: set[str] = set()
+    try:
+        with DebFile(deb) as d:
+            for ti, content in d.data():
+                name = ti.name.lstrip("./")
+                m = re.match(r"^(?:usr/)?lib/modules/([^/]+)/(.+)$", name)
+                if name.startswith("boot/vmlinuz-") and content is not None:
+                    (tmp / "vmlinuz").write_bytes(content)
+                    kver = name[len("boot/vmlinuz-"):]
+                elif m and content is not None:
+                    kver = kver or m.group(1)
+                    rel = m.group(2)
+                    dest = tmp / "modules" / rel
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    dest.write_bytes(content)
+                    if re.search(r"\.ko(\.\w+)?$", rel):
+                        mod = _parse_module(rel, content)
+                        modules[mod.name] = mod
+                    elif rel == "modules.builtin":
+                        builtin = {modname(x) for x in content.decode().split()}
+        if not kver or not (tmp / "vmlinuz").exists():
+            raise KernelError(f"{deb}: no boot/vmlinuz-* in this kernel package")
+        data = {"kver": kver, "builtin": sorted(builtin),
+                "modules": {k: vars(v) for k, v in sorted(modules.items())}}
+        (tmp / idx.name).write_text(json.dumps(data))
+        root.parent.mkdir(parents=True, exist_ok=True)
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return _load(root, idx)
+
+
+def index_module_dir(moddir: Path) -> KernelIndex:
+    """Index a local lib/modules/KVER directory (its parent's name is not needed)."""
+    if not moddir.is_dir():
+        raise KernelError(f"{moddir}: no such modules directory")
+    modules: dict[str, Module] = {}
+    for p in sorted(moddir.rglob("*.ko*")):
+        rel = p.relative_to(moddir).as_posix()
+        mod = _parse_module(rel, p.read_bytes())
+        modules[mod.name] = mod
+    builtin_f = moddir / "modules.builtin"
+    builtin = {modname(x) for x in builtin_f.read_text().split()} if builtin_f.exists() else set()
+    return KernelIndex(moddir.name, moddir.parent, modules, builtin)
+
+
+def _load(root: Path, idx: Path) -> KernelIndex:
+    data = json.loads(idx.read_text())
+    mods = {k: Module(**v) for k, v in data["modules"].items()}
+    return KernelIndex(data["kver"], root, mods, set(data["builtin"]))
+
+
+def select(kidx: KernelIndex, patterns: tuple[str, ...], names: tuple[str, ...] = (),
+           exclude: tuple[str, ...] = ()) -> list[Module]:
+    """Modules whose path under kernel/ matches a pattern, or named, closed under dependencies."""
+    rx = re.compile("|".join(fnmatch.translate("kernel/" + p) for p in patterns)) if patterns else None
+    want = {n.replace("-", "_") for n in names}
+    for m in kidx.modules.values():
+        if rx is not None and rx.match(m.path):
+            want.add(m.name)
+    unknown = sorted(n for n in want if n not in kidx.modules and n not in kidx.builtin)
+    if unknown:
+        raise KernelError(f"unknown kernel module(s) for {kidx.kver}: {', '.join(unknown)}")
+    excl = {n.replace("-", "_") for n in exclude}
+    todo = sorted(want - excl)
+    chosen: set[str] = set()
+    while todo:
+        n = todo.pop()
+        if n in chosen or n in kidx.builtin or n not in kidx.modules:
+            continue
+        chosen.add(n)
+        m = kidx.modules[n]
+        todo += [d for d in m.depends + m.softdep_pre + m.softdep_post if d not in excl]
+    return sorted((kidx.modules[n] for n in chosen), key=lambda m: m.path)
+
+
+def install(tree: Tree, kidx: KernelIndex, mods: list[Module]) -> None:
+    """Put the modules into usr/lib/modules/KVER and generate the indexes with depmod."""
+    base = f"usr/lib/modules/{kidx.kver}"
+    depmod = shutil.which("depmod") or shutil.which("/usr/sbin/depmod") or "/sbin/depmod"
+    if not os.path.exists(depmod):
+        raise KernelError("depmod (package kmod) is needed to index kernel modules")
+    with tempfile.TemporaryDirectory(prefix="rdforge-depmod-") as tmp:
+        mdir = Path(tmp, "lib/modules", kidx.kver)
+        mdir.mkdir(parents=True)
+        for name in ("modules.builtin", "modules.builtin.modinfo", "modules.order"):
+            src = kidx.moddir / name
+            if src.exists():
+                shutil.copyfile(src, mdir / name)
+                tree.add(f"{base}/{name}", Entry(FILE, 0o644, data=src.read_bytes(),
+                                                 package="kernel"))
+        for m in mods:
+            data = (kidx.moddir / m.path).read_bytes()
+            dest = mdir / m.path
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+            tree.add(f"{base}/{m.path}", Entry(FILE, 0o644, data=data, package="kernel"))
+        r = subprocess.run([depmod, "-b", tmp, kidx.kver], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise KernelError(f"depmod failed: {r.stderr.strip().splitlines()[-1:]}")
+        for f in sorted(mdir.glob("modules.*")):
+            if f.name not in ("modules.builtin", "modules.builtin.modinfo", "modules.order"):
+                tree.add(f"{base}/{f.name}", Entry(FILE, 0o644, data=f.read_bytes(),
+                                                   package="kernel"))

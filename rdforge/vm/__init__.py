@@ -1,0 +1,1 @@
+"""The boot harness: qemu, test root file systems, console assertions."""

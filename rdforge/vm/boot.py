@@ -1,0 +1,258 @@
+"""`rdforge boot`: start qemu with a kernel and an initrd, stream the serial console, and
+decide from what it shows whether the boot reached its goal."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rdforge.errors import BootError
+from rdforge.sources.cache import cache_root
+from rdforge.vm.rootfs import LABEL, MARKER
+
+# Console lines that end a boot as failed, with the reason reported.
+FAILURES: tuple[tuple[str, str], ...] = (
+    (r"Kernel panic - not syncing[^\r\n]*", "kernel panic"),
+    (r"You are in emergency mode|Entering emergency mode|emergency\.target|"
+     r"Cannot open access to console, the root account is locked|"
+     r"Give root password for maintenance", "the initrd fell back to the emergency shell"),
+    (r"Timed out waiting for device[^\r\n]*", "timed out waiting for a device"),
+)
+PHASES: tuple[tuple[str, str], ...] = (
+    ("kernel", r"Linux version \d"),
+    ("initrd", r"Run /init as init process"),
+    ("systemd", r"systemd \d+[.\d]* running in system mode"),
+    ("initrd.target", r"Reached target initrd\.target"),
+    ("switch-root", r"Starting initrd-switch-root\.service|Switching root\."),
+    ("root", MARKER),
+)
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
+
+
+@dataclass
+class BootOptions:
+    initrd: Path
+    kernel: Path | None = None
+    kernel_version: str = ""
+    root_image: Path | None = None
+    root_from_packages: bool = False
+    root_fs: str = "ext4"
+    disk_bus: str = "virtio"
+    append: str = ""
+    root_arg: str = f"root=LABEL={LABEL}"
+    expect: str | None = None
+    expect_fail: tuple[str, ...] = ()  # extra texts that mean failure
+    timeout: float = 300
+    log: Path | None = None
+    echo: bool = True
+    release: str = "trixie"
+    memory_mb: int = 1536
+    extra_qemu: tuple[str, ...] = ()
+    console_input: tuple[tuple[str, str], ...] = ()  # (wait for text, then type this)
+    stop_on_fail: bool = True
+
+
+@dataclass
+class BootResult:
+    ok: bool
+    reason: str
+    seconds: float
+    phases: dict[str, float] = field(default_factory=dict)
+    console: str = ""
+    accel: str = "tcg"
+    guest_uptime: float | None = None
+
+    def to_json(self) -> dict[str, object]:
+        tail = self.console.splitlines()[-40:]
+        return {"ok": self.ok, "reason": self.reason, "seconds": round(self.seconds, 2),
+                "accel": self.accel, "phases": self.phases, "guest_uptime": self.guest_uptime,
+                "console_tail": tail}
+
+
+def find_kernel(initrd: Path, kernel_version: str = "") -> Path:
+    """The vmlinuz of the kernel package the initrd's modules came from (from the cache)."""
+    kroot = cache_root() / "kernels"
+    manifest = initrd.with_name(initrd.name + ".manifest.json")
+    if not kernel_version and manifest.exists():
+        m = json.loads(manifest.read_text())
+        kp = m.get("kernel_package") or {}
+        sha = str(kp.get("sha256", ""))
+        if sha and (kroot / sha / "vmlinuz").exists():
+            return kroot / sha / "vmlinuz"
+        kernel_version = m.get("kernel_version", "")
+    found = []
+    for idx in sorted(kroot.glob("*/index.v*.json")):
+        kver = json.loads(idx.read_text()).get("kver", "")
+        if not kernel_version or kver == kernel_version:
+            found.append((idx.stat().st_mtime, idx.parent / "vmlinuz"))
+    if not found:
+        raise BootError("no cached kernel" + (f" {kernel_version}" if kernel_version else "")
+                        + "; build an initrd first or give --kernel")
+    return sorted(found)[-1][1]
+
+
+def kvm_works() -> bool:
+    """KVM only when /dev/kvm exists and a guest actually runs on it (nested or paravirtual
+    KVM may accept the ioctl and still fail); the verdict is cached per host boot."""
+    if os.environ.get("RDFORGE_ACCEL") in ("tcg", "kvm"):
+        return os.environ["RDFORGE_ACCEL"] == "kvm"
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot_id = "unknown"
+    verdict = cache_root() / "kvm" / boot_id
+    if verdict.exists():
+        return verdict.read_text() == "yes"
+    ok = False
+    try:
+        r = subprocess.run(["qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-display",
+                            "none", "-nodefaults", "-no-reboot", "-bios", "/dev/null", "-S",
+                            "-machine", "q35"], timeout=3, capture_output=True)
+        ok = r.returncode == 0
+    except subprocess.TimeoutExpired:
+        ok = False  # even an idle start should not hang; treat as unusable
+    except OSError:
+        ok = False
+    verdict.parent.mkdir(parents=True, exist_ok=True)
+    verdict.write_text("yes" if ok else "no")
+    return ok
+
+
+def disk_args(image: Path, bus: str) -> list[str]:
+    drive = f"file={image},format=raw,if=none,id=root,snapshot=on"
+    dev = {
+        "virtio": ["-device", "virtio-blk-pci,drive=root"],
+        "nvme": ["-device", "nvme,drive=root,serial=rdforge0"],
+        "ahci": ["-device", "ahci,id=ahci0", "-device", "ide-hd,drive=root,bus=ahci0.0"],
+        "scsi": ["-device", "virtio-scsi-pci,id=scsi0", "-device", "scsi-hd,drive=root"],
+        "usb": ["-device", "qemu-xhci,id=xhci", "-device", "usb-storage,drive=root"],
+    }
+    if bus not in dev:
+        raise BootError(f"unknown disk bus {bus!r}")
+    return ["-drive", drive] + dev[bus]
+
+
+def qemu_command(opts: BootOptions, kernel: Path, root: Path | None, accel: str) -> list[str]:
+    qemu = shutil.which("qemu-system-x86_64")
+    if not qemu:
+        raise BootError("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+    cmdline = " ".join(x for x in ("console=ttyS0", "panic=-1", opts.root_arg if root else "",
+                                    "rw", opts.append) if x)
+    cmd = [qemu, "-machine", "q35", "-m", str(opts.memory_mb), "-smp", "2", "-nodefaults",
+           "-display", "none", "-serial", "stdio", "-no-reboot", "-kernel", str(kernel),
+           "-initrd", str(opts.initrd), "-append", cmdline,
+           "-device", "virtio-rng-pci"]
+    cmd += ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg,thread=multi"]
+    if root is not None:
+        cmd += disk_args(root, opts.disk_bus)
+    return cmd + list(opts.extra_qemu)
+
+
+def default_root(opts: BootOptions) -> Path:
+    from rdforge.config import Config
+    from rdforge.outputs.initrd import fetch_all
+    from rdforge.sources.plan import load_universe
+    from rdforge.vm.rootfs import make_root_image
+
+    src = load_universe(Config(release=opts.release))
+    pkg = src.universe.candidates.get("busybox-static")
+    if pkg is None:
+        raise BootError("the archive has no busybox-static for a test root")
+    deb = fetch_all([pkg], False)[0]
+    return make_root_image(deb, opts.root_fs)
+
+
+def boot(opts: BootOptions) -> BootResult:
+    if not opts.initrd.exists():
+        raise BootError(f"{opts.initrd}: no such initrd")
+    kernel = opts.kernel or find_kernel(opts.initrd, opts.kernel_version)
+    root = opts.root_image
+    if root is None and opts.root_from_packages:
+        root = default_root(opts)
+    accel = "kvm" if kvm_works() else "tcg"
+    cmd = qemu_command(opts, kernel, root, accel)
+    expect = opts.expect or MARKER
+    start = time.monotonic()
+    phases: dict[str, float] = {}
+    console = ""
+    logf = open(opts.log, "w") if opts.log else None
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    assert proc.stdout is not None and proc.stdin is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    inputs = list(opts.console_input)
+    ok, reason = False, f"timed out after {opts.timeout:.0f}s"
+    scan_from = 0
+    fail_rx = [(re.compile(p), why) for p, why in FAILURES]
+    fail_rx += [(re.compile(re.escape(t)), f"console showed {t!r}") for t in opts.expect_fail]
+    try:
+        while True:
+            left = opts.timeout - (time.monotonic() - start)
+            if left <= 0:
+                break
+            events = sel.select(timeout=min(left, 0.5))
+            chunk = b""
+            if events:
+                try:
+                    chunk = proc.stdout.read() or b""
+                except BlockingIOError:
+                    chunk = b""
+                if not chunk and proc.poll() is not None:
+                    reason = f"qemu exited ({proc.returncode}) before {expect!r} appeared"
+                    break
+            elif proc.poll() is not None:
+                reason = f"qemu exited ({proc.returncode}) before {expect!r} appeared"
+                break
+            if not chunk:
+                continue
+            text = ANSI.sub("", chunk.decode("utf-8", "replace"))
+            console += text
+            if opts.echo:
+                sys.stderr.write(text)
+                sys.stderr.flush()
+            if logf:
+                logf.write(text)
+                logf.flush()
+            now = round(time.monotonic() - start, 2)
+            for name, rx in PHASES:
+                if name not in phases and re.search(rx, console):
+                    phases[name] = now
+            if inputs and inputs[0][0] in console[scan_from:]:
+                scan_from = console.index(inputs[0][0], scan_from) + len(inputs[0][0])
+                time.sleep(0.3)
+                proc.stdin.write(inputs.pop(0)[1].encode())
+                proc.stdin.flush()
+            if expect in console:
+                ok, reason = True, f"{expect!r} appeared"
+                break
+            if opts.stop_on_fail:
+                hit = next(((rx, why) for rx, why in fail_rx if rx.search(console)), None)
+                if hit:
+                    m = hit[0].search(console)
+                    reason = f"{hit[1]}: {m.group(0).strip() if m else ''}"
+                    time.sleep(1.0)  # let the reason's context reach the log
+                    break
+    finally:
+        proc.kill()
+        proc.wait()
+        if logf:
+            logf.close()
+    m = re.search(re.escape(MARKER) + r" uptime=([\d.]+)", console)
+    return BootResult(ok, reason, time.monotonic() - start, phases, console, accel,
+                      float(m.group(1)) if m else None)
+
+

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what rdforge and its tests need on a Debian machine (system packages via apt, then
+# the Python package), then builds the default initrd. Run as root. `--deps-only` skips the build.
+set -euo pipefail
+cd "$(dirname "$0")"
+APT_PACKAGES=(
+  gpgv debian-archive-keyring kmod            # signature checks, depmod
+  qemu-system-x86 ovmf swtpm swtpm-tools       # the boot harness
+  cpio zstd xz-utils                           # reference tools for the image format
+  e2fsprogs xfsprogs btrfs-progs dosfstools mtools fdisk gdisk
+  cryptsetup-bin erofs-utils squashfs-tools sbsigntool binutils
+  busybox-static
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+python3 -c 'import rdforge, zstandard, pytest, xdist' 2>/dev/null && \
+  [ "$(python3 -c 'import rdforge,os;print(os.path.dirname(rdforge.__file__))')" = "$PWD/rdforge" ] || \
+  python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+if [ "${1:-}" != "--deps-only" ]; then
+  rdforge build -o initrd.img
+fi

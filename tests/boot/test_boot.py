@@ -1,0 +1,67 @@
+"""Boot the default initrd with the real trixie kernel in qemu and read the serial console."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rdforge.vm.boot import BootOptions, boot, default_root
+from rdforge.vm.rootfs import FS_UUID, MARKER
+
+pytestmark = [pytest.mark.boot, pytest.mark.integration]
+TIMEOUT = 240
+
+
+def _boot(initrd: Path, **kw: object) -> tuple[bool, str, str]:
+    opts = BootOptions(initrd=initrd, echo=False, timeout=TIMEOUT, **kw)  # type: ignore[arg-type]
+    if opts.root_image is None:
+        opts.root_image = default_root(opts)
+    res = boot(opts)
+    return res.ok, res.reason, res.console
+
+
+def test_boots_to_root_by_label_on_virtio(default_build: Path, tmp_path: Path) -> None:
+    log = tmp_path / "boot.log"
+    r = subprocess.run([sys.executable, "-m", "rdforge.cli", "boot", "--initrd",
+                        str(default_build), "--root-from-packages", "--timeout", str(TIMEOUT),
+                        "--log", str(log), "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    res = json.loads(r.stdout)
+    assert res["ok"] and res["guest_uptime"] > 0
+    console = log.read_text()
+    assert "Reached target initrd.target" in console
+    assert "Starting initrd-switch-root.service" in console
+    assert MARKER in console
+    assert {"kernel", "initrd", "switch-root", "root"} <= set(res["phases"])
+
+
+def test_boots_by_uuid(default_build: Path) -> None:
+    ok, reason, console = _boot(default_build, root_arg=f"root=UUID={FS_UUID}")
+    assert ok, reason + console[-3000:]
+
+
+@pytest.mark.parametrize("bus", ["nvme", "ahci", "scsi", "usb"])
+def test_boots_from_other_disk_buses(default_build: Path, bus: str) -> None:
+    ok, reason, console = _boot(default_build, disk_bus=bus)
+    assert ok, f"{bus}: {reason}\n{console[-3000:]}"
+
+
+@pytest.mark.parametrize("fs", ["xfs", "btrfs"])
+def test_boots_other_root_file_systems(default_build: Path, fs: str) -> None:
+    ok, reason, console = _boot(default_build, root_fs=fs)
+    assert ok, f"{fs}: {reason}\n{console[-3000:]}"
+
+
+def test_missing_root_is_reported_as_failure_not_hang(default_build: Path) -> None:
+    opts = BootOptions(initrd=default_build, echo=False, timeout=TIMEOUT,
+                       root_arg="root=LABEL=does-not-exist",
+                       append="systemd.default_device_timeout_sec=20")
+    opts.root_image = default_root(opts)
+    res = boot(opts)
+    assert not res.ok
+    assert "emergency" in res.reason or "timed out waiting for a device" in res.reason, res.reason
+    assert res.seconds < TIMEOUT
