@@ -27,8 +27,13 @@ from rdforge.sources.plan import (
 )
 from rdforge.tree import check, fixups, kmods
 from rdforge.tree.model import FILE, Entry, Tree
-from rdforge.tree.prune import DEFAULT_PRUNE, Pruner
+from rdforge.tree.prune import DEFAULT_PRUNE, Pruner, gc_libraries
 from rdforge.tree.unpack import new_tree, unpack_deb
+
+# Loaded with dlopen() by name but declared in no .note.dlopen: glibc loads libgcc_s for
+# thread cancellation and unwinding; systemd's TPM2 code loads the device TCTI driver.
+KEEP_SONAMES = {"libgcc_s.so.1"}
+TPM_TCTI = {"libtss2-tcti-device.so.0"}
 
 
 @dataclass
@@ -194,8 +199,12 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     b.local_files()
     kver, mods = b.kernel(kernel)
     missing_fw = sorted({fw for m in mods for fw in m.firmware})
-    nlibs = fixups.ld_so_cache(b.tree)
+    keep = dlopen_wants(b.tree, cfg.dlopen_features) | KEEP_SONAMES
+    if "tpm" in cfg.dlopen_features:
+        keep |= TPM_TCTI
+    dead_libs = gc_libraries(b.tree, fixups.LIBDIRS, keep)
     dangling = fixups.drop_dangling(b.tree)
+    nlibs = fixups.ld_so_cache(b.tree)
     p.phase("check", f"{len(b.tree)} paths, {nlibs} libraries in ld.so.cache")
     rep = check.check_tree(b.tree)
     if not rep.ok:
@@ -221,6 +230,7 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
         "modules": [m.path for m in mods],
         "firmware_missing": missing_fw,
         "pruned": {k: {"files": v[0], "bytes": v[1]} for k, v in sorted(b.pruner.dropped.items())},
+        "unused_libraries_dropped": dead_libs,
         "dangling_symlinks_dropped": dangling,
         "check_warnings": rep.warnings,
     }

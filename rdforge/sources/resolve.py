@@ -113,7 +113,9 @@ class Resolution:
 
 def resolve(universe: Universe, requested: list[str], exclude: tuple[str, ...] = (),
             prefer: tuple[str, ...] = ()) -> Resolution:
-    """The closure of `requested` under Depends and Pre-Depends."""
+    """The closure of `requested` under Depends and Pre-Depends. Packages in `exclude` are
+    never installed and dependencies naming them count as satisfied (as a distribution's
+    image builder removes packages that an image does not need at run time)."""
     chosen: dict[str, Package] = {}
     why: dict[str, str] = {}
     queue: deque[Package] = deque()
@@ -141,6 +143,8 @@ def resolve(universe: Universe, requested: list[str], exclude: tuple[str, ...] =
             for alts in parse_relations(field):
                 if any(universe.matches(r, c) for r in alts for c in _chosen_for(chosen, r)):
                     continue
+                if any(r.name in exclude for r in alts):
+                    continue  # removed on purpose: the dependency counts as satisfied
                 picked: Package | None = None
                 for r in alts:
                     if r.name in exclude:

@@ -27,7 +27,8 @@ GENERIC_MODULES: tuple[str, ...] = (
     "drivers/virtio/*", "drivers/block/virtio_blk.*", "drivers/scsi/virtio_scsi.*",
     "drivers/net/virtio_net.*", "drivers/char/hw_random/virtio-rng.*",
     "drivers/block/loop.*", "drivers/block/nbd.*",
-    "drivers/ata/*", "drivers/nvme/host/*", "drivers/scsi/sd_mod.*", "drivers/scsi/sr_mod.*",
+    "drivers/ata/*", "drivers/nvme/host/nvme.*", "drivers/nvme/host/nvme-core.*",
+    "drivers/scsi/sd_mod.*", "drivers/scsi/sr_mod.*",
     "drivers/scsi/sg.*", "drivers/scsi/scsi_transport_sas.*", "drivers/scsi/mpt3sas/*",
     "drivers/scsi/megaraid/*", "drivers/scsi/hpsa.*", "drivers/scsi/smartpqi/*",
     "drivers/scsi/aacraid/*", "drivers/scsi/vmw_pvscsi.*", "drivers/scsi/hv_storvsc.*",
@@ -43,8 +44,8 @@ GENERIC_MODULES: tuple[str, ...] = (
     "drivers/md/dm-mod.*", "drivers/md/dm-crypt.*", "drivers/md/dm-verity.*",
     "drivers/md/dm-integrity.*", "drivers/md/dm-bufio.*", "drivers/md/raid*", "drivers/md/md-mod.*",
     "drivers/char/tpm/*", "crypto/*", "arch/x86/crypto/*",
-    "drivers/hv/*", "drivers/xen/*", "drivers/block/xen-blkfront.*",
-    "drivers/gpu/drm/virtio/*", "drivers/firmware/qemu_fw_cfg.*",
+    "drivers/hv/*", "drivers/xen/xen-*front*", "drivers/xen/xenbus/*", "drivers/block/xen-blkfront.*",
+    "drivers/firmware/qemu_fw_cfg.*",
 )
 
 
@@ -195,7 +196,7 @@ def select(kidx: KernelIndex, patterns: tuple[str, ...], names: tuple[str, ...] 
     return sorted((kidx.modules[n] for n in chosen), key=lambda m: m.path)
 
 
-def install(tree: Tree, kidx: KernelIndex, mods: list[Module]) -> None:
+def install(tree: Tree, kidx: KernelIndex, mods: list[Module], decompress: bool = True) -> None:
     """Put the modules into usr/lib/modules/KVER and generate the indexes with depmod."""
     base = f"usr/lib/modules/{kidx.kver}"
     depmod = shutil.which("depmod") or shutil.which("/usr/sbin/depmod") or "/sbin/depmod"
@@ -212,10 +213,16 @@ def install(tree: Tree, kidx: KernelIndex, mods: list[Module]) -> None:
                                                  package="kernel"))
         for m in mods:
             data = (kidx.moddir / m.path).read_bytes()
-            dest = mdir / m.path
+            path = m.path
+            if decompress:
+                # The image is compressed as a whole: storing modules plain makes it smaller
+                # and spares the kernel a decompression per module at boot.
+                data = _read_ko(data)
+                path = re.sub(r"\.ko\.\w+$", ".ko", path)
+            dest = mdir / path
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
-            tree.add(f"{base}/{m.path}", Entry(FILE, 0o644, data=data, package="kernel"))
+            tree.add(f"{base}/{path}", Entry(FILE, 0o644, data=data, package="kernel"))
         r = subprocess.run([depmod, "-b", tmp, kidx.kver], capture_output=True, text=True)
         if r.returncode != 0:
             raise KernelError(f"depmod failed: {r.stderr.strip().splitlines()[-1:]}")

@@ -6,6 +6,8 @@ import fnmatch
 import re
 from dataclasses import dataclass, field
 
+from rdforge.tree.model import FILE, Tree
+
 DEFAULT_PRUNE: tuple[str, ...] = (
     "usr/share/doc/*", "usr/share/doc-base/*", "usr/share/man/*", "usr/share/info/*",
     "usr/share/locale/*", "usr/share/i18n/*", "usr/lib/locale/*", "usr/share/lintian/*",
@@ -18,7 +20,26 @@ DEFAULT_PRUNE: tuple[str, ...] = (
     "usr/share/readline/*", "usr/lib/*/gconv/*", "var/lib/dpkg/*", "var/cache/*",
     "etc/cron.*", "etc/logrotate.d/*", "etc/init.d/*", "etc/rc?.d/*", "etc/default/*",
     "etc/update-motd.d/*", "usr/share/base-files/*", "usr/share/mime/*",
-    "usr/lib/systemd/tests/*", "usr/lib/*/security/pam_userdb.so",
+    "usr/lib/systemd/tests/*",
+    # PAM modules: no login session is opened in an initrd (sulogin does not use PAM).
+    "usr/lib/*/security/*",
+    # Services and tools that have no job before the root file system is mounted.
+    "usr/lib/systemd/systemd-networkd*", "usr/bin/networkctl", "usr/lib/systemd/network/*",
+    "usr/lib/systemd/systemd-logind", "usr/bin/loginctl", "usr/lib/systemd/systemd-pcrlock",
+    "usr/lib/systemd/systemd-timedated", "usr/bin/timedatectl", "usr/lib/systemd/systemd-localed",
+    "usr/bin/localectl", "usr/lib/systemd/systemd-hostnamed", "usr/lib/systemd/systemd-userdbd",
+    "usr/bin/userdbctl", "usr/lib/systemd/systemd-userwork", "usr/lib/systemd/user/*",
+    "usr/lib/systemd/user-generators/*", "usr/lib/systemd/systemd-update-utmp",
+    "usr/lib/systemd/systemd-user-sessions", "usr/lib/systemd/systemd-socket-proxyd",
+    "usr/lib/systemd/systemd-storagetm", "usr/bin/systemd-cgls", "usr/bin/systemd-cgtop",
+    "usr/bin/systemd-run", "usr/bin/busctl", "usr/bin/systemd-inhibit", "usr/bin/systemd-id128",
+    "usr/sbin/debugfs", "usr/sbin/mke2fs", "usr/sbin/mkfs.*", "usr/sbin/e2image",
+    "usr/sbin/e4defrag", "usr/sbin/e4crypt", "usr/sbin/resize2fs", "usr/sbin/tune2fs",
+    "usr/sbin/e2label", "usr/sbin/e2undo", "usr/sbin/mklost+found", "usr/sbin/badblocks",
+    "usr/bin/lscpu", "usr/sbin/zramctl", "usr/sbin/mkswap", "usr/sbin/swaplabel",
+    "usr/bin/partx", "usr/bin/lastlog2", "usr/bin/setterm", "usr/bin/lslogins",
+    "usr/bin/chfn", "usr/bin/chsh", "usr/bin/su", "usr/bin/newgrp", "usr/bin/last",
+    "usr/bin/lastb", "usr/bin/wall", "usr/bin/write", "usr/bin/script*", "usr/bin/cal",
 )
 
 
@@ -47,3 +68,46 @@ class Pruner:
         t = self.dropped.setdefault(pattern, [0, 0])
         t[0] += 1
         t[1] += size
+
+
+def gc_libraries(tree: Tree, libdirs: tuple[str, ...], keep_sonames: set[str]) -> list[str]:
+    """Remove shared libraries directly in the library directories that nothing needs: not
+    a DT_NEEDED of any other ELF file (transitively), nor a kept dlopen soname. Plugins in
+    subdirectories (cryptsetup, ossl-modules, systemd) are roots, as are NSS modules."""
+    from rdforge.formats.elf import is_elf, read_elf
+
+    real_dirs = {tree.resolve(d) for d in libdirs}
+
+    def is_lib(path: str) -> bool:
+        d, _, name = path.rpartition("/")
+        return d in real_dirs and ".so" in name and not name.startswith(("libnss_", "ld-linux"))
+
+    by_name: dict[str, list[str]] = {}
+    for p in tree.entries:
+        if is_lib(p):
+            by_name.setdefault(p.rpartition("/")[2], []).append(p)
+    needed: dict[str, list[str]] = {}
+    roots: list[str] = []
+    for p, e in tree.entries.items():
+        if e.kind == FILE and is_elf(e.data):
+            needed[p] = read_elf(e.data).needed
+            if not is_lib(p):
+                roots.append(p)
+    live: set[str] = set()
+    todo = list(roots)
+    for s in keep_sonames:
+        todo += by_name.get(s, [])
+    while todo:
+        p = todo.pop()
+        real = tree.resolve(p)
+        if p in live and real in live:
+            continue
+        live.add(p)
+        live.add(real)
+        for n in needed.get(real, []):
+            todo += by_name.get(n, [])
+    dead = sorted(p for p in tree.entries if is_lib(p) and p not in live
+                  and tree.resolve(p) not in live)
+    for p in dead:
+        tree.entries.pop(p, None)
+    return dead
