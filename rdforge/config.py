@@ -30,6 +30,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("release", str, "trixie", "distribution release the image is built from"),
     Setting("arch", str, "amd64", "Debian architecture"),
     Setting("mirror", str, "", "archive URI (http:// or file://); default: the host's apt sources"),
+    Setting("components", list, ["main"], "archive components (firmware lives in non-free-firmware)"),
     Setting("keyring", str, "", "OpenPGP keyring that signs the archive; default: the source's "
             "Signed-By, else debian-archive-keyring"),
     Setting("packages", list, list(DEFAULT_PACKAGES), "the base package set", cli=False),
@@ -66,6 +67,7 @@ class Config:
     release: str = "trixie"
     arch: str = "amd64"
     mirror: str = ""
+    components: list[str] = field(default_factory=lambda: ["main"])
     keyring: str = ""
     packages: list[str] = field(default_factory=lambda: list(DEFAULT_PACKAGES))
     add_packages: list[str] = field(default_factory=list)
@@ -172,8 +174,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, dest=s.key, action="store_const", const=True, default=None,
                            help=s.help)
         elif s.kind is list:
-            p.add_argument(flag, dest=s.key, action="append", default=None, metavar="X",
-                           help=s.help + " (repeatable)")
+            p.add_argument(flag, dest=s.key, action="extend", nargs="+", default=None,
+                           metavar="X", help=s.help)
         else:
             p.add_argument(flag, dest=s.key, type=s.kind, default=None, help=s.help)
 

@@ -169,6 +169,43 @@ class Builder:
         self.kidx = kidx
         return kidx.kver, mods
 
+    def firmware_packages(self, src: PackageSource | None) -> list[Package]:
+        if not self.cfg.firmware_packages:
+            return []
+        if src is None:  # --locked: the lock pins them among the packages
+            return [p for p in self.unpacked.values() if p.name in self.cfg.firmware_packages]
+        out = []
+        for name in self.cfg.firmware_packages:
+            pkg = src.universe.candidates.get(name)
+            if pkg is None:
+                raise RdforgeError(f"firmware package {name!r} is not in the archive (is the "
+                                   "non-free-firmware component in --components?)")
+            out.append(pkg)
+        return out
+
+    def firmware(self, mods: list[kmods.Module], pkgs: list[Package]) -> list[str]:
+        """Copy the firmware files that included modules name from the firmware packages;
+        returns the names found nowhere (listed in the manifest, never silently dropped)."""
+        wanted = sorted({fw for m in mods for fw in m.firmware})
+        if not pkgs:
+            return wanted
+        fw_tree = new_tree()
+        for p, path in zip(pkgs, fetch_all(pkgs, self.cfg.offline), strict=True):
+            unpack_deb(fw_tree, path, p.name, Pruner(("usr/share/*",)))
+            self.unpacked.setdefault(p.name, p)
+        missing = []
+        for name in wanted:
+            for suffix in ("", ".xz", ".zst"):
+                e = fw_tree.get(f"usr/lib/firmware/{name}{suffix}")
+                if e is not None and e.kind == FILE:
+                    self.tree.add(f"usr/lib/firmware/{name}{suffix}",
+                                  Entry(FILE, 0o644, data=e.data, package=e.package))
+                    self.pkg_bytes[e.package] = self.pkg_bytes.get(e.package, 0) + len(e.data)
+                    break
+            else:
+                missing.append(name)
+        return missing
+
     def local_files(self) -> None:
         for dest, src in sorted(self.cfg.files.items()):
             try:
@@ -191,14 +228,16 @@ class Builder:
 def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     p = progress or Progress(False)
     b = Builder(cfg, p)
-    pkgs, kernel, _src = b.packages()
+    pkgs, kernel, src = b.packages()
+    firmware_pkgs = b.firmware_packages(src)
     p.phase("fix-ups", "init, release files, users, ld.so.cache")
     fixups.base_layout(b.tree)
     fixups.release_files(b.tree, {})
     fixups.users_and_groups(b.tree)
     b.local_files()
     kver, mods = b.kernel(kernel)
-    missing_fw = sorted({fw for m in mods for fw in m.firmware})
+    missing_fw = b.firmware(mods, firmware_pkgs)
+    pkgs = sorted(b.unpacked.values(), key=lambda x: x.name)
     keep = dlopen_wants(b.tree, cfg.dlopen_features) | KEEP_SONAMES
     if "tpm" in cfg.dlopen_features:
         keep |= TPM_TCTI

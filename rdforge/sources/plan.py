@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -18,9 +19,10 @@ from rdforge.sources.version import compare
 
 def archive_sources(cfg: Config) -> list[AptSource]:
     if cfg.mirror:
-        return [AptSource(cfg.mirror.rstrip("/"), (cfg.release,), ("main",),
+        return [AptSource(cfg.mirror.rstrip("/"), (cfg.release,), tuple(cfg.components),
                           Path(cfg.keyring) if cfg.keyring else None)]
-    srcs = map_to_release(read_host_sources(), cfg.release)
+    srcs = [AptSource(s.uri, s.suites, tuple(cfg.components), s.keyring)
+            for s in map_to_release(read_host_sources(), cfg.release)]
     if not srcs:
         raise SourceError("the host's apt configuration lists no Debian archive "
                           "(give --mirror URI or --deb-dir DIR)")
@@ -74,7 +76,11 @@ def kernel_package(u: Universe, cfg: Config) -> Package:
                               f"(the archive has: {', '.join(avail[-5:]) or 'none'})")
         return pkg
     meta = u.candidates.get(f"linux-image-{cfg.arch}")
-    if meta is None:
+    if meta is None:  # e.g. a local directory holding just the kernel package: take the newest
+        kernels = [p for n, p in u.candidates.items() if re.match(r"^linux-image-\d", n)
+                   and not n.endswith(("-dbg", "-unsigned"))]
+        if kernels:
+            return max(kernels, key=lambda p: functools.cmp_to_key(compare)(p.version))
         raise KernelError(f"the archive has no linux-image-{cfg.arch}; give --kernel-version "
                           "or --modules-dir")
     for alts in parse_relations(meta.depends):

@@ -117,3 +117,42 @@ def test_image_decompresses_into_one_cpio(default_build: Path) -> None:
     entries, end = cpio.read(raw)
     assert entries[0].name == "bin"
     assert raw[end:].strip(b"\0") == b""
+
+
+def test_firmware_from_enabled_firmware_package(tmp_path: Path) -> None:
+    out = tmp_path / "fw.img"
+    r = _rdforge("build", "-q", "-o", str(out), "--lock", str(tmp_path / "l"), "--components",
+                 "main", "non-free-firmware", "--firmware-packages", "firmware-misc-nonfree")
+    assert r.returncode == 0, r.stderr
+    m = json.loads(out.with_name("fw.img.manifest.json").read_text())
+    assert "firmware-misc-nonfree" in {p["name"] for p in m["packages"]}
+    names = [e.name for e in cpio.read(compress.decompress(out.read_bytes()))[0]]
+    fw = [n for n in names if n.startswith("usr/lib/firmware/")]
+    assert fw, "no firmware file was taken"
+    # what is still missing is listed, not silently dropped
+    assert all(not n.startswith("usr/lib/firmware/" + x) for x in m["firmware_missing"] for n in fw)
+
+
+def test_default_build_lists_missing_firmware(default_build: Path) -> None:
+    m = json.loads(default_build.with_name("initrd.img.manifest.json").read_text())
+    assert "renesas_usb_fw.mem" in m["firmware_missing"]  # named by xhci-pci-renesas
+
+
+def test_offline_build_from_a_local_deb_directory(tmp_path: Path, default_build: Path) -> None:
+    from rdforge.sources import lock as lockfile
+    from rdforge.sources.cache import BlobCache
+
+    lk = lockfile.read(default_build.with_name("rdforge.lock"))
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    blobs = BlobCache()
+    for p in lk.packages + ([lk.kernel] if lk.kernel else []):
+        hit = blobs.lookup(p.sha256, p.size, verify=False)
+        assert hit is not None
+        (debs / f"{p.name}_{p.version.replace(':', '%3a')}_{p.arch}.deb").symlink_to(hit)
+    out = tmp_path / "initrd.img"
+    r = _rdforge("build", "--deb-dir", str(debs), "--offline", "-o", str(out), "--lock",
+                 str(tmp_path / "l"), "-q", env={"http_proxy": "http://127.0.0.1:9"})
+    assert r.returncode == 0, r.stderr
+    # the same packages give the same image as the networked build
+    assert out.read_bytes() == default_build.read_bytes()

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Build and boot benchmark: prints a table of wall time, peak RSS, image size and boot time.
+
+    python3 bench/build.py [--rounds 3] [--boot] [--chroot DIR]
+
+rdforge cold (empty cache) and warm builds are always measured. With --chroot DIR (a trixie
+tree with initramfs-tools and dracut installed, e.g. made by
+`mmdebstrap --include=linux-image-amd64,initramfs-tools,dracut trixie DIR`), mkinitramfs and
+dracut are run inside it on the same kernel, in the same run, and reported as ratios. With
+--boot every image is booted (interleaved rounds, medians) on the same kernel and test root.
+Machines here are noisy: compare the ratios, not numbers from another day.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) of a command, measured by GNU time."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        subprocess.run(["/usr/bin/time", "-o", tf.name, "-f", "%e %M", *cmd], check=True,
+                       env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        wall, rss = tf.read().split()[-2:]
+    return float(wall), int(rss) / 1024
+
+
+def rdforge(out: Path, lock: Path) -> list[str]:
+    return [sys.executable, "-m", "rdforge.cli", "build", "-q", "-o", str(out), "--lock", str(lock)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--boot", action="store_true")
+    ap.add_argument("--chroot", type=Path)
+    ns = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="rdforge-bench-"))
+    rows: list[tuple[str, float, float, int]] = []
+    images: dict[str, Path] = {}
+
+    with tempfile.TemporaryDirectory(prefix="rdforge-cold-") as cold:
+        wall, rss = timed(rdforge(work / "cold.img", work / "cold.lock"), {"RDFORGE_CACHE": cold})
+    rows.append(("rdforge cold (empty cache)", wall, rss, (work / "cold.img").stat().st_size))
+    warm = [timed(rdforge(work / "warm.img", work / "warm.lock")) for _ in range(ns.rounds)]
+    rows.append(("rdforge warm (median)", statistics.median(w for w, _ in warm),
+                 max(r for _, r in warm), (work / "warm.img").stat().st_size))
+    images["rdforge"] = work / "warm.img"
+    locked = [timed(rdforge(work / "locked.img", work / "warm.lock") + ["--locked", "--offline"])
+              for _ in range(ns.rounds)]
+    rows.append(("rdforge --locked --offline", statistics.median(w for w, _ in locked),
+                 max(r for _, r in locked), (work / "locked.img").stat().st_size))
+
+    if ns.chroot:
+        kver = sorted(os.listdir(ns.chroot / "usr/lib/modules"))[-1]
+        peers = {
+            "mkinitramfs": ["chroot", str(ns.chroot), "mkinitramfs", "-o", "/tmp/peer.img", kver],
+            "dracut": ["chroot", str(ns.chroot), "dracut", "-f", "--reproducible",
+                       "/tmp/peer.img", kver],
+        }
+        for name, cmd in peers.items():
+            runs = [timed(cmd) for _ in range(ns.rounds)]
+            img = work / f"{name}.img"
+            img.write_bytes((ns.chroot / "tmp/peer.img").read_bytes())
+            rows.append((name, statistics.median(w for w, _ in runs), max(r for _, r in runs),
+                         img.stat().st_size))
+            images[name] = img
+
+    base = rows[1][1]
+    print(f"{'build':32} {'wall s':>8} {'peak MiB':>9} {'size MB':>8} {'wall / rdforge warm':>20}")
+    for name, wall, rss, size in rows:
+        print(f"{name:32} {wall:8.2f} {rss:9.0f} {size / 1e6:8.2f} {wall / base:20.2f}")
+
+    if ns.boot:
+        from rdforge.vm.boot import BootOptions, boot, default_root, find_kernel
+
+        kernel = find_kernel(images["rdforge"].with_name("warm.img"))
+        root = default_root(BootOptions(initrd=images["rdforge"]))
+        times: dict[str, list[float]] = {n: [] for n in images}
+        for _ in range(ns.rounds):
+            for name, img in images.items():
+                res = boot(BootOptions(initrd=img, kernel=kernel, root_image=root, echo=False,
+                                       timeout=300))
+                times[name].append(res.guest_uptime if res.ok and res.guest_uptime else float("nan"))
+        ref = statistics.median(times["rdforge"])
+        print(f"\n{'boot (uptime at root init)':32} {'median s':>8} {'min-max':>13} {'/ rdforge':>10}")
+        for name, ts in times.items():
+            med = statistics.median(ts)
+            print(f"{name:32} {med:8.2f} {min(ts):6.2f}-{max(ts):<6.2f} {med / ref:10.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

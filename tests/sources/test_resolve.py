@@ -1,0 +1,69 @@
+import pytest
+
+from rdforge.errors import ResolveError
+from rdforge.sources.archive import Package
+from rdforge.sources.resolve import Universe, parse_relations, resolve
+
+
+def pkg(name: str, version: str = "1", depends: str = "", provides: str = "",
+        pre: str = "", priority: str = "optional") -> Package:
+    return Package(name, version, "amd64", f"pool/{name}.deb", "0" * 64, 1, depends, pre,
+                   provides, priority=priority)
+
+
+def names(pkgs: list[Package]) -> list[str]:
+    return [p.name for p in pkgs]
+
+
+def test_parse_relations() -> None:
+    rels = parse_relations("a (>= 1.0) | b:any, c [amd64], d:amd64 (<< 2)")
+    assert [[str(r) for r in alts] for alts in rels] == [["a (>= 1.0)", "b:any"], ["c"],
+                                                        ["d:amd64 (<< 2)"]]
+
+
+def test_highest_version_and_version_constraints() -> None:
+    u = Universe([pkg("app", depends="lib (>= 2)"), pkg("lib", "1"), pkg("lib", "2.1")])
+    assert [(p.name, p.version) for p in resolve(u, ["app"]).packages] == [("app", "1"),
+                                                                            ("lib", "2.1")]
+    u = Universe([pkg("app", depends="lib (>= 3)"), pkg("lib", "2.1")])
+    with pytest.raises(ResolveError, match=r"lib \(>= 3\) for app"):
+        resolve(u, ["app"])
+
+
+def test_alternatives_prefer_chosen_then_first() -> None:
+    u = Universe([pkg("app", depends="x | y"), pkg("x"), pkg("y")])
+    assert names(resolve(u, ["app"]).packages) == ["app", "x"]
+    assert names(resolve(u, ["y", "app"]).packages) == ["app", "y"]
+
+
+def test_virtual_by_priority_and_preference() -> None:
+    u = Universe([pkg("base", pre="awk"), pkg("gawk", provides="awk"),
+                  pkg("mawk", provides="awk", priority="required")])
+    assert names(resolve(u, ["base"]).packages) == ["base", "mawk"]
+    assert names(resolve(u, ["base"], prefer=("gawk",)).packages) == ["base", "gawk"]
+
+
+def test_versioned_provides() -> None:
+    u = Universe([pkg("app", depends="virt (>= 2)"), pkg("old", provides="virt (= 1)"),
+                  pkg("new", provides="virt (= 2)")])
+    assert names(resolve(u, ["app"]).packages) == ["app", "new"]
+
+
+def test_unknown_package_and_chain() -> None:
+    u = Universe([pkg("a", depends="b"), pkg("b", depends="c")])
+    with pytest.raises(ResolveError, match="'zzz' is not in the archive"):
+        resolve(u, ["zzz"])
+    with pytest.raises(ResolveError, match="cannot satisfy c for b <- a"):
+        resolve(u, ["a"])
+
+
+def test_removed_package_counts_as_satisfied() -> None:
+    u = Universe([pkg("a", depends="b, c"), pkg("b"), pkg("c")])
+    assert names(resolve(u, ["a"], exclude=("c",)).packages) == ["a", "b"]
+
+
+def test_deterministic() -> None:
+    ps = [pkg(f"p{i}", depends=f"p{i + 1} | q{i}") for i in range(50)] + [pkg("p50")]
+    ps += [pkg(f"q{i}") for i in range(50)]
+    assert names(resolve(Universe(ps), ["p0"]).packages) == names(
+        resolve(Universe(list(reversed(ps))), ["p0"]).packages)
