@@ -30,8 +30,9 @@ PHASES: tuple[tuple[str, str], ...] = (
     ("kernel", r"Linux version \d"),
     ("initrd", r"Run /init as init process"),
     ("systemd", r"systemd \d+[.\d]* running in system mode"),
-    ("initrd.target", r"Reached target initrd\.target"),
-    ("switch-root", r"Starting initrd-switch-root\.service|Switching root\."),
+    ("initrd.target", r"Reached target .*Initrd Default Target"),
+    # Status lines shorten long unit names to the console width; the description stays.
+    ("switch-root", r"Starting .*Switch Root|Switching root\."),
     ("root", MARKER),
 )
 
