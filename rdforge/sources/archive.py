@@ -136,10 +136,7 @@ class Archive:
             raise SignatureError(f"{what}: InRelease expired on {rel.valid_until:%Y-%m-%d} "
                                  "(stale or replayed metadata)")
         if not self.offline:
-            stored.parent.mkdir(parents=True, exist_ok=True)
-            tmp = stored.with_suffix(".tmp")
-            tmp.write_bytes(signed)
-            os.replace(tmp, stored)
+            _replace_atomic(stored, signed)
         return rel
 
     def _packages_blob(self, src: AptSource, suite: str, rel: Release, comp: str) -> Path | None:
@@ -201,12 +198,17 @@ def load_index(blob: Path, base: str, arch: str) -> list[Package]:
     if raw[:6] == b"\xfd7zXZ\x00":
         raw = lzma.decompress(raw)
     pkgs = parse_packages(raw.decode("utf-8", "replace"), base, arch)
-    memo.parent.mkdir(parents=True, exist_ok=True)
-    tmp = memo.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        pickle.dump(pkgs, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, memo)
+    _replace_atomic(memo, pickle.dumps(pkgs, protocol=pickle.HIGHEST_PROTOCOL))
     return pkgs
+
+
+def _replace_atomic(path: Path, data: bytes) -> None:
+    """Write under a unique temporary name and rename: concurrent builds never collide."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
 
 
 def parse_packages(text: str, base: str, arch: str) -> list[Package]:

@@ -80,7 +80,8 @@ def make_root_image(busybox_deb: Path, fstype: str = "ext4", size_mb: int = 64,
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
         if r.returncode != 0:
             raise BootError(f"{cmd[0]} failed: {r.stderr.strip()}")
-        tmp_out = out.with_suffix(".tmp")
+        fd, tmp_out = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+        os.close(fd)
         shutil.move(str(img), tmp_out)
         os.replace(tmp_out, out)
     return out
