@@ -143,9 +143,15 @@ def index_kernel_deb(deb: Path, sha256: str) -> KernelIndex:
                 "modules": {k: vars(v) for k, v in sorted(modules.items())}}
         (tmp / idx.name).write_text(json.dumps(data))
         root.parent.mkdir(parents=True, exist_ok=True)
+        if idx.exists():  # a concurrent build indexed the same package first: use theirs
+            return _load(root, idx)
         if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
+            shutil.rmtree(root, ignore_errors=True)
+        try:
+            os.replace(tmp, root)
+        except OSError:
+            if not idx.exists():
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
