@@ -5,19 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rdforge.config import Config
-from rdforge.errors import CheckError, KernelError, RdforgeError
+from rdforge.errors import CheckError, HashMismatch, KernelError, RdforgeError
 from rdforge.formats import compress, cpio
 from rdforge.formats.elf import is_elf, read_elf
+from rdforge.fsutil import write_atomic
 from rdforge.progress import Progress
 from rdforge.sources import lock as lockfile
 from rdforge.sources.archive import Package
-from rdforge.sources.cache import BlobCache
+from rdforge.sources.cache import BlobCache, sha256_file
 from rdforge.sources.plan import (
     PackageSource,
     kernel_package,
@@ -54,9 +54,6 @@ def fetch_all(pkgs: list[Package], offline: bool) -> list[Path]:
 
     def one(p: Package) -> Path:
         if not p.base and os.path.isabs(p.filename):  # a local .deb
-            from rdforge.errors import HashMismatch
-            from rdforge.sources.cache import sha256_file
-
             if sha256_file(Path(p.filename)) != p.sha256:
                 raise HashMismatch(f"{p.filename}: sha256 differs from the lock file")
             return Path(p.filename)
@@ -166,7 +163,6 @@ class Builder:
                                 tuple(cfg.exclude_modules))
         self.p.phase("modules", f"{len(mods)} modules for {kidx.kver}")
         kmods.install(self.tree, kidx, mods)
-        self.kidx = kidx
         return kidx.kver, mods
 
     def firmware_packages(self, src: PackageSource | None) -> list[Package]:
@@ -300,19 +296,3 @@ def tree_to_cpio(tree: Tree, mtime: int) -> bytes:
     cpio.write(bio, entries)
     return bio.getvalue()
 
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write beside the target and rename into place: a failure leaves the old file intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

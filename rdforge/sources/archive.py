@@ -6,7 +6,6 @@ import datetime as dt
 import email.utils
 import hashlib
 import lzma
-import os
 import pickle
 import re
 import shutil
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rdforge.errors import HashMismatch, SignatureError, SourceError
+from rdforge.fsutil import write_atomic
 from rdforge.sources.aptconf import DEFAULT_KEYRING, AptSource
 from rdforge.sources.cache import BlobCache, cache_root, fetch_bytes
 from rdforge.sources.deb822 import parse_stanzas
@@ -136,7 +136,7 @@ class Archive:
             raise SignatureError(f"{what}: InRelease expired on {rel.valid_until:%Y-%m-%d} "
                                  "(stale or replayed metadata)")
         if not self.offline:
-            _replace_atomic(stored, signed)
+            write_atomic(stored, signed)
         return rel
 
     def _packages_blob(self, src: AptSource, suite: str, rel: Release, comp: str) -> Path | None:
@@ -198,17 +198,8 @@ def load_index(blob: Path, base: str, arch: str) -> list[Package]:
     if raw[:6] == b"\xfd7zXZ\x00":
         raw = lzma.decompress(raw)
     pkgs = parse_packages(raw.decode("utf-8", "replace"), base, arch)
-    _replace_atomic(memo, pickle.dumps(pkgs, protocol=pickle.HIGHEST_PROTOCOL))
+    write_atomic(memo, pickle.dumps(pkgs, protocol=pickle.HIGHEST_PROTOCOL))
     return pkgs
-
-
-def _replace_atomic(path: Path, data: bytes) -> None:
-    """Write under a unique temporary name and rename: concurrent builds never collide."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def parse_packages(text: str, base: str, arch: str) -> list[Package]:

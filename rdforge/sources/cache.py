@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -12,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rdforge.errors import HashMismatch, SourceError
+from rdforge.fsutil import write_atomic
 
 CHUNK = 1 << 20
 
@@ -56,13 +56,8 @@ class BlobCache:
 
     def add_bytes(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
-        p = self.path(sha)
-        if not p.exists():
-            p.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, p)
+        if not self.path(sha).exists():
+            write_atomic(self.path(sha), data)
         return sha
 
     def fetch(self, url: str, sha256: str, size: int | None,
@@ -110,13 +105,3 @@ def fetch_bytes(url: str) -> bytes:
         data: bytes = resp.read()
         return data
 
-
-def copy_atomic(src: Path, dest: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rdforge.errors import LockError
+from rdforge.fsutil import write_atomic
 from rdforge.sources.archive import Package
 
 LOCK_VERSION = 1
@@ -63,8 +62,4 @@ def read(path: Path) -> Lock:
 
 
 def write(path: Path, lock: Lock) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(lock.to_json())
-    os.replace(tmp, path)
+    write_atomic(path, lock.to_json().encode())
