@@ -48,7 +48,8 @@ def _boot(ns: argparse.Namespace) -> int:
                        if ns.root_image else None, root_from_packages=ns.root_from_packages,
                        disk_bus=ns.disk_bus, append=ns.append or "", expect=ns.expect,
                        timeout=ns.timeout, log=Path(ns.log) if ns.log else None,
-                       echo=not ns.json and not ns.quiet, release=ns.release)
+                       echo=not ns.json and not ns.quiet, release=ns.release,
+                       luks_passphrase=ns.luks or "")
     res = boot(opts)
     if ns.json:
         print(json.dumps(res.to_json(), indent=1))
@@ -86,6 +87,8 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--root-from-packages", action="store_true",
                    help="make a small root file system from packages (busybox-static)")
     v.add_argument("--disk-bus", default="virtio", choices=["virtio", "nvme", "ahci", "scsi", "usb"])
+    v.add_argument("--luks", metavar="PASSPHRASE",
+                   help="wrap the root file system in LUKS2 and type PASSPHRASE at the prompt")
     v.add_argument("--append", help="extra kernel command line")
     v.add_argument("--expect", default=None, help="console text that means success")
     v.add_argument("--timeout", type=float, default=300)

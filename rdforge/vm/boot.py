@@ -60,6 +60,7 @@ class BootOptions:
     memory_mb: int = 1536
     extra_qemu: tuple[str, ...] = ()
     console_input: tuple[tuple[str, str], ...] = ()  # (wait for text, then type this)
+    luks_passphrase: str = ""  # wrap the root in LUKS2 and type this at the prompt
     stop_on_fail: bool = True
 
 
@@ -182,6 +183,16 @@ def boot(opts: BootOptions) -> BootResult:
     root = opts.root_image
     if root is None and opts.root_from_packages:
         root = default_root(opts)
+    if opts.luks_passphrase:
+        if root is None:
+            raise BootError("a LUKS root needs a root image (--root-image or --root-from-packages)")
+        from rdforge.vm.rootfs import LUKS_NAME, LUKS_UUID, make_luks_root_image
+
+        root = make_luks_root_image(root, opts.luks_passphrase)
+        opts.root_arg = f"rd.luks.name={LUKS_UUID}={LUKS_NAME} root=/dev/mapper/{LUKS_NAME}"
+        # After any input the caller queued (a test may type a wrong passphrase first).
+        opts.console_input = (*opts.console_input,
+                              ("passphrase for disk", opts.luks_passphrase + "\n"))
     accel = "kvm" if kvm_works() else "tcg"
     cmd = qemu_command(opts, kernel, root, accel)
     expect = opts.expect or MARKER

@@ -66,3 +66,18 @@ def test_missing_root_is_reported_as_failure_not_hang(default_build: Path) -> No
     assert not res.ok
     assert "emergency" in res.reason or "timed out waiting for a device" in res.reason, res.reason
     assert res.seconds < TIMEOUT
+
+
+def test_luks2_root_unlocked_with_passphrase_typed_on_console(default_build: Path) -> None:
+    """A wrong passphrase is refused and asked again; the right one unlocks the LUKS2 root with
+    systemd-cryptsetup in the initrd, and the root behind it is reached."""
+    opts = BootOptions(initrd=default_build, echo=False, timeout=TIMEOUT, luks_passphrase="s3cret",
+                       console_input=(("passphrase for disk", "wrong\n"),))
+    opts.root_image = default_root(opts)
+    res = boot(opts)
+    assert res.ok, res.reason + res.console[-3000:]
+    prompts = res.console.count("Please enter passphrase for disk cryptroot")
+    assert prompts >= 2, f"the wrong passphrase was not refused ({prompts} prompt)"
+    assert re.search(r"Finished systemd-cryptsetup@cryptr.*Cryptography Setup for cryptroot",
+                     res.console)
+    assert "Check on /dev/mapper/cryptroot" in res.console  # the root came from the mapping
