@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from rdforge import __version__, config
-from rdforge.errors import RdforgeError
+from rdforge.errors import ConfigError, RdforgeError
 from rdforge.progress import Progress
 
 
@@ -49,7 +49,9 @@ def _boot(ns: argparse.Namespace) -> int:
                        disk_bus=ns.disk_bus, append=ns.append or "", expect=ns.expect,
                        timeout=ns.timeout, log=Path(ns.log) if ns.log else None,
                        echo=not ns.json and not ns.quiet, release=ns.release,
-                       luks_passphrase=ns.luks or "")
+                       luks_passphrase=ns.luks or "",
+                       sysexts=tuple(Path(x) for x in ns.sysext or ()),
+                       credentials=tuple(Path(x) for x in ns.credential or ()))
     res = boot(opts)
     if ns.json:
         print(json.dumps(res.to_json(), indent=1))
@@ -57,6 +59,43 @@ def _boot(ns: argparse.Namespace) -> int:
         print(f"{'OK' if res.ok else 'FAILED'}: {res.reason} after {res.seconds:.1f}s",
               file=sys.stderr)
     return 0 if res.ok else 1
+
+
+def _genkey(ns: argparse.Namespace) -> int:
+    from rdforge.keys import genkey
+
+    key, cert = genkey(ns.name, Path(ns.output), bits=ns.bits)
+    print(f"{key}\n{cert}")
+    return 0
+
+
+def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    out = {}
+    for item in items or ():
+        dest, sep, src = item.partition("=")
+        if not sep or not dest or not src:
+            raise ConfigError(f"{what} {item!r}: expected IMAGE-PATH=LOCAL-FILE")
+        out[dest] = src
+    return out
+
+
+def _sysext(ns: argparse.Namespace) -> int:
+    from rdforge.outputs.sysext import SysextOptions, build_sysext
+
+    out = Path(ns.output or f"{ns.name}.raw")
+    o = SysextOptions(name=ns.name, base=Path(ns.base), output=out, packages=ns.packages or [],
+                      files=_pairs(ns.file, "--file"), enable=ns.enable or [],
+                      key=Path(ns.key) if ns.key else None, cert=Path(ns.cert) if ns.cert else None,
+                      fs=ns.fs, offline=ns.offline, version=ns.version or "")
+    res = build_sysext(o, Progress(not ns.quiet and not ns.json))
+    if ns.json:
+        print(json.dumps(res.manifest, indent=1))
+    else:
+        print(f"{res.output}: {res.size / 1e6:.1f} MB, {len(res.packages)} packages, {res.files} "
+              f"files, root hash {res.root_hash[:16]}…, {'signed' if res.signed else 'UNSIGNED'}")
+        if res.dropped:
+            print(f"  dropped {len(res.dropped)} paths outside /usr and /opt (see the manifest)")
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -89,6 +128,10 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--disk-bus", default="virtio", choices=["virtio", "nvme", "ahci", "scsi", "usb"])
     v.add_argument("--luks", metavar="PASSPHRASE",
                    help="wrap the root file system in LUKS2 and type PASSPHRASE at the prompt")
+    v.add_argument("--sysext", action="append", metavar="IMAGE",
+                   help="hand a system extension to the initrd as /.extra/sysext/ (repeatable)")
+    v.add_argument("--credential", action="append", metavar="FILE",
+                   help="hand a credential to the initrd as /.extra/credentials/ (repeatable)")
     v.add_argument("--append", help="extra kernel command line")
     v.add_argument("--expect", default=None, help="console text that means success")
     v.add_argument("--timeout", type=float, default=300)
@@ -96,6 +139,30 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true")
     v.add_argument("-q", "--quiet", action="store_true")
     v.set_defaults(func=_boot)
+
+    g = sub.add_parser("genkey", help="make an RSA signing key and a self-signed certificate")
+    g.add_argument("--name", required=True, help="the certificate's common name")
+    g.add_argument("-o", dest="output", default="keys", help="directory for key.pem and cert.pem")
+    g.add_argument("--bits", type=int, default=2048, choices=[2048, 3072, 4096])
+    g.set_defaults(func=_genkey)
+
+    x = sub.add_parser("sysext", help="build a signed dm-verity system extension for an initrd")
+    x.add_argument("name", help="extension name (its extension-release.NAME)")
+    x.add_argument("--base", required=True, help="the initrd the extension is for")
+    x.add_argument("--packages", nargs="+", action="extend", help="packages to add")
+    x.add_argument("--file", action="append", metavar="IMAGE-PATH=LOCAL-FILE",
+                   help="add a local file under /usr or /opt (repeatable)")
+    x.add_argument("--enable", action="append", metavar="UNIT",
+                   help="start this unit of the extension in the initrd (repeatable)")
+    x.add_argument("--key", help="PEM private key to sign the verity root hash")
+    x.add_argument("--cert", help="PEM certificate of that key")
+    x.add_argument("--fs", default="erofs", choices=["erofs", "squashfs"])
+    x.add_argument("--version", help="SYSEXT_VERSION_ID for extension-release")
+    x.add_argument("--offline", action="store_true", help="use only the package cache")
+    x.add_argument("-o", dest="output", help="output image (default NAME.raw)")
+    x.add_argument("--json", action="store_true")
+    x.add_argument("-q", "--quiet", action="store_true")
+    x.set_defaults(func=_sysext)
     return p
 
 

@@ -52,6 +52,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("keep", list, [], "glob patterns of paths never to drop"),
     Setting("files", dict, {}, "extra files: image path -> local file", cli=False),
     Setting("trust", list, [], "X.509 certificates (PEM) the initrd trusts for signed sysexts"),
+    Setting("sysext_image_policy", str, "root=signed+absent:usr=signed+absent",
+            "image policy for system extensions (systemd.image-policy(7)); the default "
+            "accepts only extensions whose verity root hash is signed by a trusted key"),
     Setting("output", str, "initrd.img", "where to write the image"),
     Setting("lock", str, "rdforge.lock", "lock file written on every build"),
     Setting("locked", bool, False, "build exactly the packages pinned in the lock file"),
@@ -86,6 +89,7 @@ class Config:
     keep: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
     trust: list[str] = field(default_factory=list)
+    sysext_image_policy: str = "root=signed+absent:usr=signed+absent"
     output: str = "initrd.img"
     lock: str = "rdforge.lock"
     locked: bool = False

@@ -43,3 +43,11 @@ class KernelError(RdforgeError):
 
 class BootError(RdforgeError):
     """A boot under the harness failed, timed out or reached the emergency target."""
+
+
+class KeyMaterialError(RdforgeError):
+    """A signing key or certificate is missing, malformed or does not match."""
+
+
+class SysextError(RdforgeError):
+    """A system extension cannot be built from what was asked."""

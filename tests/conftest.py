@@ -29,6 +29,25 @@ def default_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d / "initrd.img"
 
 
+@pytest.fixture(scope="session")
+def vendor_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A vendor signing key and certificate (rdforge genkey)."""
+    from rdforge.keys import genkey
+
+    return genkey("rdforge test vendor", tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture(scope="session")
+def trusted_build(tmp_path_factory: pytest.TempPathFactory, vendor_keys: tuple[Path, Path]) -> Path:
+    """The default initrd trusting the vendor certificate for system extensions."""
+    from rdforge.outputs.initrd import build
+
+    d = tmp_path_factory.mktemp("trusted")
+    build(Config(output=str(d / "initrd.img"), lock=str(d / "rdforge.lock"),
+                 trust=[str(vendor_keys[1])]))
+    return d / "initrd.img"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Boot tests are slow: give each its own xdist group so they spread over workers.
     for item in items:

@@ -228,8 +228,9 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     firmware_pkgs = b.firmware_packages(src)
     p.phase("fix-ups", "init, release files, users, ld.so.cache")
     fixups.base_layout(b.tree)
-    fixups.release_files(b.tree, {})
+    os_release = fixups.release_files(b.tree, {})
     fixups.users_and_groups(b.tree)
+    fixups.enable_sysext(b.tree, cfg.sysext_image_policy)
     b.local_files()
     kver, mods = b.kernel(kernel)
     missing_fw = b.firmware(mods, firmware_pkgs)
@@ -258,6 +259,7 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
         "image": {"path": out.name, "sha256": sha, "size": len(image), "cpio_size": len(raw),
                   "compression": cfg.compression, "source_date_epoch": epoch},
         "release": cfg.release, "arch": cfg.arch, "kernel_version": kver,
+        "os_release": os_release,
         "packages": [{"name": x.name, "version": x.version, "arch": x.arch, "sha256": x.sha256,
                       "bytes_in_image": b.pkg_bytes.get(x.name, 0)} for x in pkgs],
         "kernel_package": {"name": kernel.name, "version": kernel.version,

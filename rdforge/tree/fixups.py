@@ -161,3 +161,25 @@ def drop_dangling(tree: Tree) -> list[str]:
     for p in gone:
         tree.entries.pop(p, None)
     return sorted(gone)
+
+
+def enable_sysext(tree: Tree, image_policy: str) -> None:
+    """Merge system extensions in the initrd (systemd-sysext.service, which a distribution
+    enables from its preset, pulled in by sysinit.target) under the given image policy."""
+    unit = "usr/lib/systemd/system/systemd-sysext.service"
+    if tree.get(unit) is None or not image_policy:
+        return
+    if not re.fullmatch(r"[A-Za-z0-9=+:_-]+", image_policy):
+        raise CheckError(f"sysext image policy {image_policy!r} has characters an image policy "
+                         "never contains")
+    tree.add_symlink("usr/lib/systemd/system/sysinit.target.wants/systemd-sysext.service",
+                     "../systemd-sysext.service")
+    cmd = f"systemd-sysext refresh --image-policy={image_policy}"
+    # Unmerging happens while switch-root is under way; a manager reload at that moment
+    # (which extensions ask for with EXTENSION_RELOAD_MANAGER=1) makes it unmount /sysroot.
+    tree.add_file("usr/lib/systemd/system/systemd-sysext.service.d/10-rdforge.conf",
+                  f"[Service]\nExecStart=\nExecStart={cmd}\nExecReload=\nExecReload={cmd}\n"
+                  "ExecStop=\nExecStop=systemd-sysext unmerge --no-reload\n"
+                  # Its messages (a refused image above all) to the kernel log, so that they
+                  # reach the console as well as the journal.
+                  "Environment=SYSTEMD_LOG_TARGET=kmsg\n".encode())

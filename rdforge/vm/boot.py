@@ -10,6 +10,7 @@ import selectors
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,8 @@ class BootOptions:
     extra_qemu: tuple[str, ...] = ()
     console_input: tuple[tuple[str, str], ...] = ()  # (wait for text, then type this)
     luks_passphrase: str = ""  # wrap the root in LUKS2 and type this at the prompt
+    sysexts: tuple[Path, ...] = ()  # handed over as /.extra/sysext/*.raw
+    credentials: tuple[Path, ...] = ()  # handed over as /.extra/credentials/*.cred
     stop_on_fail: bool = True
 
 
@@ -146,7 +149,8 @@ def disk_args(image: Path, bus: str) -> list[str]:
     return ["-drive", drive] + dev[bus]
 
 
-def qemu_command(opts: BootOptions, kernel: Path, root: Path | None, accel: str) -> list[str]:
+def qemu_command(opts: BootOptions, kernel: Path, root: Path | None, accel: str,
+                 initrd: Path | None = None) -> list[str]:
     qemu = shutil.which("qemu-system-x86_64")
     if not qemu:
         raise BootError("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
@@ -154,7 +158,7 @@ def qemu_command(opts: BootOptions, kernel: Path, root: Path | None, accel: str)
                                     "rw", opts.append) if x)
     cmd = [qemu, "-machine", "q35", "-m", str(opts.memory_mb), "-smp", "2", "-nodefaults",
            "-display", "none", "-serial", "stdio", "-no-reboot", "-kernel", str(kernel),
-           "-initrd", str(opts.initrd), "-append", cmdline,
+           "-initrd", str(initrd or opts.initrd), "-append", cmdline,
            "-device", "virtio-rng-pci"]
     cmd += ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg,thread=multi"]
     if root is not None:
@@ -194,7 +198,18 @@ def boot(opts: BootOptions) -> BootResult:
         opts.console_input = (*opts.console_input,
                               ("passphrase for disk", opts.luks_passphrase + "\n"))
     accel = "kvm" if kvm_works() else "tcg"
-    cmd = qemu_command(opts, kernel, root, accel)
+    with tempfile.TemporaryDirectory(prefix="rdforge-boot-") as tmp:
+        initrd = opts.initrd
+        if opts.sysexts or opts.credentials:
+            from rdforge.outputs.extra import append_extra, extra_cpio
+
+            initrd = Path(tmp, "initrd-with-extra.img")
+            initrd.write_bytes(append_extra(opts.initrd.read_bytes(),
+                                            extra_cpio(list(opts.sysexts), list(opts.credentials))))
+        return _run(opts, qemu_command(opts, kernel, root, accel, initrd), accel)
+
+
+def _run(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
     expect = opts.expect or MARKER
     start = time.monotonic()
     phases: dict[str, float] = {}

@@ -1,0 +1,257 @@
+"""`rdforge sysext`: a signed dm-verity system extension for an rdforge initrd.
+
+packages (resolved against the base image's release, minus what the base already has)
+-> tree limited to /usr and /opt -> extension-release and enabled units -> erofs or squashfs
+-> DDI (GPT + verity + verity-sig)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rdforge.config import Config
+from rdforge.errors import SysextError
+from rdforge.formats import ddi
+from rdforge.fsutil import write_atomic
+from rdforge.keys import SigningKey, load_signing_key
+from rdforge.progress import Progress
+from rdforge.sources.plan import load_universe, resolve_set
+from rdforge.tree.model import DIR, FILE, SYMLINK, Entry, Tree
+from rdforge.tree.prune import DEFAULT_PRUNE, Pruner
+from rdforge.tree.unpack import new_tree, unpack_deb
+
+UNIT_DIR = "usr/lib/systemd/system"
+# Units from the extension are pulled in when sysinit.target is reached: systemd-sysext
+# merges before it and reloads the manager, and a target that is already part of the boot
+# transaction does not pick up new Wants= on reload, but Upholds= is re-evaluated.
+ENABLE_VIA = "sysinit.target.upholds"
+
+
+@dataclass
+class SysextOptions:
+    name: str
+    base: Path
+    output: Path
+    packages: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # image path -> local file
+    enable: list[str] = field(default_factory=list)  # units to start in the initrd
+    key: Path | None = None
+    cert: Path | None = None
+    fs: str = "erofs"
+    offline: bool = False
+    source_date_epoch: int = -1
+    version: str = ""
+
+
+@dataclass
+class SysextResult:
+    output: Path
+    size: int
+    root_hash: str
+    signed: bool
+    packages: list[str]
+    files: int
+    dropped: list[str]
+    manifest: dict[str, object]
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    release: str
+    arch: str
+    packages: frozenset[str]
+    os_release: dict[str, str]
+    source_date_epoch: int
+
+
+def base_info(base: Path) -> BaseImage:
+    """Release, architecture, packages and os-release fields of the base initrd, from the
+    manifest `rdforge build` wrote beside it (os-release from the image if the manifest
+    predates that field)."""
+    mpath = base.with_name(base.name + ".manifest.json")
+    if not base.exists():
+        raise SysextError(f"base image {base}: no such file")
+    if not mpath.exists():
+        raise SysextError(f"base image {base}: no {mpath.name} beside it (was it built by rdforge?)")
+    try:
+        m = json.loads(mpath.read_text())
+        release, arch = str(m["release"]), str(m["arch"])
+        pkgs = frozenset(str(x["name"]) for x in m["packages"])
+        epoch = int(m.get("image", {}).get("source_date_epoch", 0))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SysextError(f"{mpath}: unreadable manifest ({err})") from None
+    fields: dict[str, str] = {str(k): str(v) for k, v in (m.get("os_release") or {}).items()}
+    if not fields:
+        from rdforge.outputs.inspect import read_initrd
+
+        tree, _ = read_initrd(base)
+        rel = tree.get("usr/lib/initrd-release")
+        if rel is not None and rel.kind == FILE:
+            for line in rel.data.decode().splitlines():
+                k, sep, v = line.partition("=")
+                if sep:
+                    fields[k] = shlex.split(v)[0] if v.strip() else ""
+    return BaseImage(release, arch, pkgs, fields, epoch)
+
+
+def _confine(tree: Tree) -> tuple[Tree, list[str]]:
+    """Keep /usr and /opt. Units under etc/systemd/system move to usr/lib/systemd/system;
+    everything else outside /usr and /opt is dropped and reported."""
+    out = Tree()
+    dropped: list[str] = []
+    for path in sorted(tree.entries):
+        e = tree.entries[path]
+        if path.startswith("etc/systemd/system/"):
+            path = UNIT_DIR + path[len("etc/systemd/system"):]
+        top = path.split("/", 1)[0]
+        if top not in ("usr", "opt"):
+            if e.kind != DIR and path not in ("bin", "sbin", "lib", "lib64"):
+                dropped.append(path)
+            continue
+        if e.kind == DIR:
+            out.mkdirs(path, e.package)
+        else:
+            out.entries[path] = e
+            out.mkdirs(path.rsplit("/", 1)[0], e.package)
+    return out, dropped
+
+
+def _materialize(tree: Tree, root: Path) -> None:
+    links: dict[int, Path] = {}
+    for path in sorted(tree.entries):
+        e = tree.entries[path]
+        dest = root / path
+        if e.kind == DIR:
+            dest.mkdir(parents=True, exist_ok=True)
+            os.chmod(dest, e.mode)
+        elif e.kind == SYMLINK:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(e.target, dest)
+        elif e.kind == FILE:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if e.link_id and e.link_id in links:
+                os.link(links[e.link_id], dest)
+                continue
+            dest.write_bytes(e.data)
+            os.chmod(dest, e.mode)
+            if e.link_id:
+                links[e.link_id] = dest
+        else:
+            raise SysextError(f"{path}: device nodes do not belong in a system extension")
+
+
+def make_fs(tree: Tree, out: Path, fs: str, epoch: int, seed: bytes) -> None:
+    fs_uuid = ddi._uuid(seed, "file system")
+    with tempfile.TemporaryDirectory(prefix="rdforge-sysext-") as tmp:
+        root = Path(tmp, "root")
+        root.mkdir()
+        os.chmod(root, 0o755)  # not the umask's choice: the image's / must not vary
+        _materialize(tree, root)
+        if fs == "erofs":
+            cmd = ["mkfs.erofs", "--quiet", "-zlz4hc", f"-T{epoch}", f"-U{fs_uuid}", "--all-root",
+                   "-x-1", str(out), str(root)]
+        elif fs == "squashfs":
+            cmd = ["mksquashfs", str(root), str(out), "-noappend", "-quiet", "-no-progress",
+                   "-all-root", "-comp", "xz", "-mkfs-time", str(epoch), "-all-time", str(epoch),
+                   "-no-xattrs", "-processors", "1"]
+        else:
+            raise SysextError(f"unknown sysext file system {fs!r} (erofs or squashfs)")
+        if not shutil.which(cmd[0]):
+            pkg = "erofs-utils" if fs == "erofs" else "squashfs-tools"
+            raise SysextError(f"{cmd[0]} is not installed (apt-get install {pkg})")
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SysextError(f"{cmd[0]} failed: {(r.stderr or r.stdout).strip()[-500:]}")
+
+
+def extension_release(name: str, base_osrel: dict[str, str], arch: str, version: str) -> bytes:
+    fields = {"ID": base_osrel.get("ID", "_any"), "ARCHITECTURE": arch, "SYSEXT_SCOPE": "initrd",
+              "EXTENSION_RELOAD_MANAGER": "1"}
+    if base_osrel.get("VERSION_ID"):
+        fields["VERSION_ID"] = base_osrel["VERSION_ID"]
+    if version:
+        fields["SYSEXT_VERSION_ID"] = version
+    fields["SYSEXT_ID"] = name
+    return "".join(f"{k}={shlex.quote(v)}\n" for k, v in fields.items()).encode()
+
+
+def build_sysext(o: SysextOptions, progress: Progress | None = None) -> SysextResult:
+    p = progress or Progress(False)
+    if not o.name or "/" in o.name or o.name.startswith("."):
+        raise SysextError(f"invalid extension name {o.name!r}")
+    signer: SigningKey | None = None
+    if o.key or o.cert:
+        if not (o.key and o.cert):
+            raise SysextError("signing needs both --key and --cert")
+        signer = load_signing_key(o.key, o.cert)
+    base = base_info(o.base)
+    release, arch = base.release, base.arch
+    dps_arch = ddi.DEB_TO_DPS_ARCH.get(arch)
+    if dps_arch is None:
+        raise SysextError(f"no DDI partition types for architecture {arch}")
+    base_pkgs = set(base.packages)
+    tree = new_tree()
+    pkgs = []
+    if o.packages:
+        cfg = Config(release=release, arch=arch, offline=o.offline,
+                     remove_packages=sorted(base_pkgs | set(Config().remove_packages)))
+        p.phase("index", f"{release}/{arch}")
+        src = load_universe(cfg)
+        p.phase("resolve", " ".join(o.packages))
+        already = sorted(set(o.packages) & base_pkgs)
+        if already:
+            raise SysextError(f"already in the base image: {', '.join(already)}")
+        pkgs = resolve_set(src.universe, cfg, o.packages)
+        p.phase("fetch+unpack", f"{len(pkgs)} packages not in the base image")
+        from rdforge.outputs.initrd import fetch_all
+
+        pruner = Pruner(DEFAULT_PRUNE, ())
+        for pkg, path in zip(pkgs, fetch_all(pkgs, o.offline), strict=True):
+            unpack_deb(tree, path, pkg.name, pruner)
+    for dest, src_file in sorted(o.files.items()):
+        try:
+            data = Path(src_file).read_bytes()
+            mode = Path(src_file).stat().st_mode & 0o777
+        except OSError as e:
+            raise SysextError(f"extra file {src_file}: {e.strerror}") from None
+        tree.add(dest.lstrip("/"), Entry(FILE, mode, data=data, package="config"))
+    tree, dropped = _confine(tree)
+    for unit in o.enable:
+        if tree.get(f"{UNIT_DIR}/{unit}") is None:
+            raise SysextError(f"unit {unit} is not in the extension (add it with --file)")
+        tree.add_symlink(f"{UNIT_DIR}/{ENABLE_VIA}/{unit}", f"../{unit}")
+    tree.add_file(f"usr/lib/extension-release.d/extension-release.{o.name}",
+                  extension_release(o.name, base.os_release, dps_arch, o.version))
+    nfiles = sum(1 for e in tree.entries.values() if e.kind == FILE)
+    epoch = o.source_date_epoch
+    if epoch < 0:
+        epoch = int(os.environ.get("SOURCE_DATE_EPOCH", base.source_date_epoch))
+    seed = hashlib.sha256(json.dumps(
+        [o.name, sorted((k, v.kind, v.mode, v.target, hashlib.sha256(v.data).hexdigest())
+                        for k, v in tree.entries.items())]).encode()).digest()
+    p.phase("file system", f"{o.fs}, {nfiles} files")
+    with tempfile.TemporaryDirectory(prefix="rdforge-ddi-") as tmp:
+        fs_img = Path(tmp, "fs.img")
+        make_fs(tree, fs_img, o.fs, epoch, seed)
+        p.phase("ddi", "verity" + (" + signature" if signer else " (unsigned)"))
+        res = ddi.make_ddi(fs_img, o.output, o.name, dps_arch, signer)
+    manifest: dict[str, object] = {
+        "name": o.name, "root_hash": res.root_hash, "signed": res.signed,
+        "certificate_sha256": signer.fingerprint if signer else None,
+        "file_system": o.fs, "base": {"path": o.base.name, "release": release, "arch": arch},
+        "packages": [{"name": x.name, "version": x.version, "sha256": x.sha256} for x in pkgs],
+        "partitions": res.partitions, "dropped_outside_usr": dropped,
+        "enabled_units": o.enable,
+    }
+    write_atomic(o.output.with_name(o.output.name + ".manifest.json"),
+                 (json.dumps(manifest, indent=1) + "\n").encode())
+    p.done()
+    return SysextResult(o.output, res.size, res.root_hash, res.signed, [x.name for x in pkgs],
+                        nfiles, dropped, manifest)

@@ -1,0 +1,116 @@
+"""Our dm-verity hash device and GPT writer against the reference tools (veritysetup, sfdisk,
+sgdisk), and the DDI assembled from them."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from rdforge.formats import ddi, gpt, verity
+from rdforge.keys import genkey, load_signing_key
+
+SALT = bytes(range(32))
+UUID = uuid.UUID("12345678-1234-4234-9234-123456789abc")
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 127, 128, 129, 300, 16385])
+def test_hash_device_is_byte_identical_to_veritysetup(tmp_path: Path, blocks: int) -> None:
+    data = os.urandom(blocks * 4096)
+    (tmp_path / "data").write_bytes(data)
+    r = subprocess.run(["veritysetup", "format", str(tmp_path / "data"), str(tmp_path / "hash"),
+                        "--salt", SALT.hex(), "--uuid", str(UUID)],
+                       capture_output=True, text=True, check=True)
+    ref_root = next(line.split(":", 1)[1].strip() for line in r.stdout.splitlines()
+                    if line.startswith("Root hash"))
+    out = io.BytesIO()
+    res = verity.format_hash_device(io.BytesIO(data), len(data), verity.VerityParams(SALT, UUID), out)
+    assert res.root_hash.hex() == ref_root
+    assert out.getvalue() == (tmp_path / "hash").read_bytes()
+    params, nblocks = verity.parse_superblock(out.getvalue())
+    assert (params.salt, params.uuid, nblocks) == (SALT, UUID, blocks)
+
+
+def test_veritysetup_verifies_our_tree_and_catches_a_flipped_byte(tmp_path: Path) -> None:
+    data = bytearray(os.urandom(50 * 4096))
+    out = io.BytesIO()
+    res = verity.format_hash_device(io.BytesIO(bytes(data)), len(data),
+                                    verity.VerityParams(SALT, UUID), out)
+    (tmp_path / "hash").write_bytes(out.getvalue())
+    (tmp_path / "data").write_bytes(data)
+    ok = subprocess.run(["veritysetup", "verify", str(tmp_path / "data"), str(tmp_path / "hash"),
+                         res.root_hash.hex()], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    data[4096 * 33 + 7] ^= 1
+    (tmp_path / "data").write_bytes(data)
+    bad = subprocess.run(["veritysetup", "verify", str(tmp_path / "data"), str(tmp_path / "hash"),
+                          res.root_hash.hex()], capture_output=True, text=True)
+    assert bad.returncode != 0
+
+
+def test_gpt_is_read_back_by_sfdisk_and_verified_by_sgdisk(tmp_path: Path) -> None:
+    parts = [gpt.Partition(uuid.UUID(ddi.TYPES["x86-64"][0]), uuid.uuid4(), "data", 300 * 4096,
+                           gpt.ATTR_READ_ONLY),
+             gpt.Partition(uuid.UUID(ddi.TYPES["x86-64"][1]), uuid.uuid4(), "hash", 5 * 4096)]
+    placed, total = gpt.layout(parts)
+    disk = tmp_path / "disk.img"
+    disk_id = uuid.uuid4()
+    with open(disk, "wb") as f:
+        gpt.write_table(f, placed, total, disk_id)
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(disk)], capture_output=True,
+                                      text=True, check=True).stdout)["partitiontable"]
+    assert table["label"] == "gpt" and table["id"].lower() == str(disk_id)
+    for pl, got in zip(placed, table["partitions"], strict=True):
+        assert got["type"].lower() == str(pl.partition.type_uuid)
+        assert got["uuid"].lower() == str(pl.partition.uuid)
+        assert got["name"] == pl.partition.name
+        assert (got["start"], got["size"]) == (pl.first_lba, pl.partition.size // 512)
+        assert got["start"] * 512 % 4096 == 0
+    assert table["partitions"][0]["attrs"] == "GUID:60"
+    v = subprocess.run(["sgdisk", "-v", str(disk)], capture_output=True, text=True)
+    assert v.returncode == 0 and "No problems found" in v.stdout, v.stdout + v.stderr
+
+
+def test_signed_ddi_layout_verity_and_signature(tmp_path: Path) -> None:
+    fs = tmp_path / "fs.img"
+    fs.write_bytes(os.urandom(40 * 4096 + 100))  # not block aligned: padded
+    key, cert = genkey("Test Vendor", tmp_path / "keys")
+    signer = load_signing_key(key, cert)
+    out = tmp_path / "x.raw"
+    res = ddi.make_ddi(fs, out, "x", "x86-64", signer)
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(out)], capture_output=True,
+                                      text=True, check=True).stdout)["partitiontable"]["partitions"]
+    types = [p["type"].lower() for p in table]
+    assert types == list(ddi.TYPES["x86-64"][:3])
+    # Partition UUIDs: first and last 128 bits of the root hash.
+    assert table[0]["uuid"].lower() == str(uuid.UUID(res.root_hash[:32]))
+    assert table[1]["uuid"].lower() == str(uuid.UUID(res.root_hash[32:]))
+    raw = out.read_bytes()
+
+    def part(i: int) -> bytes:
+        return raw[table[i]["start"] * 512:(table[i]["start"] + table[i]["size"]) * 512]
+
+    (tmp_path / "d").write_bytes(part(0))
+    (tmp_path / "h").write_bytes(part(1))
+    r = subprocess.run(["veritysetup", "verify", str(tmp_path / "d"), str(tmp_path / "h"),
+                        res.root_hash], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(part(2).rstrip(b"\0"))
+    assert doc["rootHash"] == res.root_hash
+    assert doc["certificateFingerprint"] == signer.fingerprint
+    (tmp_path / "sig").write_bytes(base64.b64decode(doc["signature"]))
+    (tmp_path / "content").write_text(res.root_hash)
+    v = subprocess.run(["openssl", "smime", "-verify", "-binary", "-inform", "DER", "-in",
+                        str(tmp_path / "sig"), "-content", str(tmp_path / "content"), "-CAfile",
+                        str(cert), "-purpose", "any", "-out", os.devnull],
+                       capture_output=True, text=True)
+    assert v.returncode == 0, v.stderr
+    # Same input, same bytes (signature included: RSA PKCS#1 v1.5 without signed attributes).
+    ddi.make_ddi(fs, tmp_path / "y.raw", "x", "x86-64", signer)
+    assert (tmp_path / "y.raw").read_bytes() == raw

@@ -1,0 +1,109 @@
+"""`rdforge sysext`: content, metadata, reproducibility and errors, read back with the file
+systems' own tools (fsck.erofs, unsquashfs) and sfdisk."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rdforge.errors import KeyMaterialError, SysextError
+from rdforge.formats.deb import DebFile
+from rdforge.keys import genkey
+from rdforge.outputs.sysext import SysextOptions, build_sysext
+from rdforge.sources.cache import BlobCache
+
+pytestmark = pytest.mark.integration
+
+
+def _partition(img: Path, index: int, dest: Path) -> Path:
+    parts = json.loads(subprocess.run(["sfdisk", "--json", str(img)], capture_output=True,
+                                      text=True, check=True).stdout)["partitiontable"]["partitions"]
+    p = parts[index]
+    raw = img.read_bytes()
+    dest.write_bytes(raw[p["start"] * 512:(p["start"] + p["size"]) * 512])
+    return dest
+
+
+def _hello(base: Path, keys: tuple[Path, Path], out: Path, fs: str = "erofs") -> Path:
+    build_sysext(SysextOptions(name="hello", base=base, output=out, packages=["hello"],
+                               key=keys[0], cert=keys[1], fs=fs))
+    return out
+
+
+def test_erofs_sysext_holds_the_package_under_usr_and_extension_release(
+        default_build: Path, vendor_keys: tuple[Path, Path], tmp_path: Path) -> None:
+    img = _hello(default_build, vendor_keys, tmp_path / "hello.raw")
+    fs = _partition(img, 0, tmp_path / "fs.erofs")
+    root = tmp_path / "x"
+    r = subprocess.run(["fsck.erofs", f"--extract={root}", str(fs)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    top = sorted(p.name for p in root.iterdir())
+    assert top == ["usr"], top
+    hello = root / "usr/bin/hello"
+    assert hello.stat().st_mode & 0o111
+    m = json.loads((tmp_path / "hello.raw.manifest.json").read_text())
+    deb = BlobCache().lookup(m["packages"][0]["sha256"], None)
+    assert deb is not None
+    with DebFile(deb) as d:
+        packaged = next(c for ti, c in d.data() if ti.name.endswith("bin/hello"))
+    assert hello.read_bytes() == packaged
+    rel = (root / "usr/lib/extension-release.d/extension-release.hello").read_text()
+    fields = dict(line.split("=", 1) for line in rel.splitlines())
+    assert fields["ID"] == "debian" and fields["VERSION_ID"] == "13"
+    assert fields["SYSEXT_SCOPE"] == "initrd" and fields["ARCHITECTURE"] == "x86-64"
+    assert [p["name"] for p in m["packages"]] == ["hello"]  # libc6 is in the base already
+    assert m["signed"] and m["root_hash"]
+
+
+def test_squashfs_sysext(default_build: Path, vendor_keys: tuple[Path, Path], tmp_path: Path) -> None:
+    img = _hello(default_build, vendor_keys, tmp_path / "hello.raw", fs="squashfs")
+    fs = _partition(img, 0, tmp_path / "fs.sqfs")
+    listing = subprocess.run(["unsquashfs", "-l", str(fs)], capture_output=True, text=True,
+                             check=True).stdout
+    assert "squashfs-root/usr/bin/hello" in listing
+
+
+def test_same_inputs_same_image(default_build: Path, vendor_keys: tuple[Path, Path],
+                                tmp_path: Path) -> None:
+    a = _hello(default_build, vendor_keys, tmp_path / "a" / "hello.raw")
+    env = {"TZ": "Pacific/Kiritimati", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+    b = tmp_path / "b" / "hello.raw"
+    b.parent.mkdir()
+    r = subprocess.run(["sh", "-c", 'umask 077; exec "$@"', "-", sys.executable, "-m",
+                        "rdforge.cli", "sysext", "hello", "--base", str(default_build),
+                        "--packages", "hello", "--key", str(vendor_keys[0]), "--cert",
+                        str(vendor_keys[1]), "-o", str(b), "-q"], env=env, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_errors_are_one_line_and_leave_no_output(default_build: Path, vendor_keys: tuple[Path, Path],
+                                                 tmp_path: Path) -> None:
+    out = tmp_path / "x.raw"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "rdforge.cli", "sysext", "x", "--base",
+                               str(default_build), "-o", str(out), "-q", *args],
+                              capture_output=True, text=True)
+
+    r = cli("--packages", "bash")
+    assert r.returncode != 0 and "already in the base image: bash" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = cli("--packages", "no-such-package-xyz")
+    assert r.returncode != 0 and "no-such-package-xyz" in r.stderr
+    r = cli("--enable", "nothing.service")
+    assert r.returncode != 0 and "nothing.service" in r.stderr
+    assert not out.exists()
+    other_key, other_cert = genkey("other", tmp_path / "other")
+    with pytest.raises(KeyMaterialError, match="does not belong"):
+        build_sysext(SysextOptions("x", default_build, out, key=vendor_keys[0], cert=other_cert))
+    with pytest.raises(SysextError, match="both --key and --cert"):
+        build_sysext(SysextOptions("x", default_build, out, key=vendor_keys[0]))
+    with pytest.raises(SysextError, match="no such file"):
+        build_sysext(SysextOptions("x", tmp_path / "nothing.img", out))
+    assert not out.exists()
