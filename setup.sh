@@ -10,6 +10,7 @@ APT_PACKAGES=(
   e2fsprogs xfsprogs btrfs-progs dosfstools mtools fdisk gdisk
   cryptsetup-bin erofs-utils squashfs-tools sbsigntool binutils
   busybox-static
+  systemd openssl openssh-client               # systemd-creds, PKCS#7 and ssh reference tools
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -20,7 +21,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-python3 -c 'import rdforge, zstandard, pytest, xdist' 2>/dev/null && \
+python3 -c 'import rdforge, zstandard, cryptography, pytest, xdist' 2>/dev/null && \
   [ "$(python3 -c 'import rdforge,os;print(os.path.dirname(rdforge.__file__))')" = "$PWD/rdforge" ] || \
   python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 if [ "${1:-}" != "--deps-only" ]; then

@@ -51,7 +51,8 @@ def _boot(ns: argparse.Namespace) -> int:
                        echo=not ns.json and not ns.quiet, release=ns.release,
                        luks_passphrase=ns.luks or "",
                        sysexts=tuple(Path(x) for x in ns.sysext or ()),
-                       credentials=tuple(Path(x) for x in ns.credential or ()))
+                       credentials=tuple(Path(x) for x in ns.credential or ()),
+                       smbios_credentials=tuple(ns.set_credential or ()))
     res = boot(opts)
     if ns.json:
         print(json.dumps(res.to_json(), indent=1))
@@ -98,6 +99,55 @@ def _sysext(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _credential(ns: argparse.Namespace) -> int:
+    import os
+    import time
+
+    from rdforge.formats import creds
+    from rdforge.fsutil import write_atomic
+
+    secret = None
+    if ns.host_secret:
+        try:
+            secret = creds.host_key(Path(ns.host_secret).read_bytes())
+        except OSError as e:
+            raise ConfigError(f"host secret {ns.host_secret}: {e.strerror}") from None
+    if ns.show:
+        c = creds.decrypt(Path(ns.name).read_bytes(), None, secret)
+        info = {"name": c.name, "key": c.kind, "timestamp_us": c.timestamp_us,
+                "not_after_us": None if c.not_after_us == creds.INFINITY else c.not_after_us,
+                "size": len(c.data)}
+        print(json.dumps(info, indent=1) if ns.json else
+              "\n".join(f"{k}: {v}" for k, v in info.items()))
+        return 0
+    if (ns.value is None) == (ns.value_from_file is None):
+        raise ConfigError("give exactly one of --value and --value-from-file")
+    if ns.value is not None:
+        data = ns.value.encode()
+    else:
+        try:
+            data = Path(ns.value_from_file).read_bytes()
+        except OSError as e:
+            raise ConfigError(f"--value-from-file {ns.value_from_file}: {e.strerror}") from None
+        if data.endswith(b"\n") and data.count(b"\n") == 1:
+            data = data[:-1]  # a one-line file (a password hash, a key): not its newline
+    kind = {"null": creds.KEY_NULL, "host": creds.KEY_HOST}.get(ns.encrypt)
+    if kind is None:
+        raise ConfigError(f"--encrypt {ns.encrypt}: rdforge encrypts with the null or the host "
+                          "key; TPM2-bound credentials are made with systemd-creds on the "
+                          "machine that holds the TPM")
+    if kind == creds.KEY_HOST and secret is None:
+        raise ConfigError("--encrypt host needs --host-secret FILE (the machine's "
+                          "/var/lib/systemd/credential.secret)")
+    epoch = int(os.environ.get("SOURCE_DATE_EPOCH", int(time.time())))
+    not_after = creds.INFINITY if ns.not_after is None else ns.not_after * 1_000_000
+    raw = creds.encrypt(ns.name, data, kind, secret, epoch * 1_000_000, not_after)
+    out = Path(ns.output or f"{ns.name}.cred")
+    write_atomic(out, creds.armor(raw), mode=0o600)
+    print(f"{out}: credential {ns.name}, {len(data)} bytes, {ns.encrypt} key")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rdforge", description=__doc__)
     p.add_argument("--version", action="version", version=f"rdforge {__version__}")
@@ -132,6 +182,8 @@ def parser() -> argparse.ArgumentParser:
                    help="hand a system extension to the initrd as /.extra/sysext/ (repeatable)")
     v.add_argument("--credential", action="append", metavar="FILE",
                    help="hand a credential to the initrd as /.extra/credentials/ (repeatable)")
+    v.add_argument("--set-credential", action="append", metavar="NAME=VALUE",
+                   help="a plain credential through qemu's SMBIOS type 11 strings (repeatable)")
     v.add_argument("--append", help="extra kernel command line")
     v.add_argument("--expect", default=None, help="console text that means success")
     v.add_argument("--timeout", type=float, default=300)
@@ -163,6 +215,20 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--json", action="store_true")
     x.add_argument("-q", "--quiet", action="store_true")
     x.set_defaults(func=_sysext)
+
+    c = sub.add_parser("credential", help="make a systemd credential (or --show one)")
+    c.add_argument("name", help="credential name, e.g. passwd.hashed-password.root (with "
+                   "--show: the credential file)")
+    c.add_argument("--value", help="the credential's value")
+    c.add_argument("--value-from-file", metavar="FILE", help="read the value from FILE")
+    c.add_argument("--encrypt", default="null", choices=["null", "host", "tpm2", "host+tpm2"],
+                   help="key: null (integrity only, for machines without TPM) or host")
+    c.add_argument("--host-secret", metavar="FILE", help="the target's credential.secret")
+    c.add_argument("--not-after", type=int, metavar="EPOCH", help="invalid after this time")
+    c.add_argument("--show", action="store_true", help="decrypt NAME (a file) and describe it")
+    c.add_argument("--json", action="store_true")
+    c.add_argument("-o", dest="output", help="output file (default NAME.cred)")
+    c.set_defaults(func=_credential)
     return p
 
 

@@ -20,6 +20,9 @@ def extra_cpio(sysexts: list[Path] = (), credentials: list[Path] = ()) -> bytes:
         entries.append(cpio.CpioEntry(f".extra/{folder}", stat.S_IFDIR | 0o555))
         seen: set[str] = set()
         for f in files:
+            if folder == "credentials" and not f.name.endswith(".cred"):
+                raise RdforgeError(f"{f}: credential files are named NAME.cred (NAME as given "
+                                   "to rdforge credential)")
             if f.name in seen:
                 raise RdforgeError(f"two {folder} files named {f.name}")
             seen.add(f.name)

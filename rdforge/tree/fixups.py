@@ -114,15 +114,46 @@ def sysusers(tree: Tree) -> tuple[list[str], list[str]]:
     return passwd, group
 
 
+ROOT_FALLBACK = "rdforge-root-account.service"
+ROOT_FALLBACK_UNIT = """[Unit]
+Description=Locked root account unless a root password credential created it
+DefaultDependencies=no
+After=systemd-sysusers.service
+Before=sysinit.target emergency.service rescue.service
+Conflicts=shutdown.target initrd-switch-root.target
+Before=shutdown.target initrd-switch-root.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+# No credentials are imported here: if root does not exist yet, it is created locked.
+ExecStart=systemd-sysusers --inline 'u root 0:0 "Super User" /root'
+"""
+
+
 def users_and_groups(tree: Tree) -> None:
+    """passwd/group/shadow for the system accounts of sysusers.d, all locked, except root:
+    root is created at boot by systemd-sysusers, which takes its password from the
+    passwd.hashed-password.root (or plaintext) credential and leaves it locked without one.
+    A vendor image carries no root password of its own."""
     passwd, group = sysusers(tree)
+    passwd = [line for line in passwd if not line.startswith("root:")]
     tree.add_file("etc/passwd", ("\n".join(passwd) + "\n").encode())
     tree.add_file("etc/group", ("\n".join(group) + "\n").encode())
-    # Every account locked: a password arrives only as a credential at boot.
     shadow = "".join(f"{line.split(':')[0]}:!*:1::::::\n" for line in passwd)
     tree.add_file("etc/shadow", shadow.encode(), 0o000)
     gshadow = "".join(f"{line.split(':')[0]}:!*::\n" for line in group)
     tree.add_file("etc/gshadow", gshadow.encode(), 0o000)
+    if tree.get("usr/lib/systemd/system/systemd-sysusers.service") is not None:
+        # Its stock condition (/etc needs an update) is never met in an initrd; an empty
+        # assignment drops it, so it runs on every boot.
+        tree.add_file("usr/lib/systemd/system/systemd-sysusers.service.d/10-rdforge.conf",
+                      b"[Unit]\nConditionNeedsUpdate=\n")
+        # A credential that does not decrypt fails systemd-sysusers.service as a whole; root
+        # must still exist (locked), or sulogin finds no password database at all.
+        tree.add_file(f"usr/lib/systemd/system/{ROOT_FALLBACK}", ROOT_FALLBACK_UNIT.encode())
+        tree.add_symlink(f"usr/lib/systemd/system/sysinit.target.wants/{ROOT_FALLBACK}",
+                         f"../{ROOT_FALLBACK}")
 
 
 def shared_libraries(tree: Tree) -> dict[str, str]:

@@ -3,6 +3,7 @@ decide from what it shows whether the boot reached its goal."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -64,6 +65,7 @@ class BootOptions:
     luks_passphrase: str = ""  # wrap the root in LUKS2 and type this at the prompt
     sysexts: tuple[Path, ...] = ()  # handed over as /.extra/sysext/*.raw
     credentials: tuple[Path, ...] = ()  # handed over as /.extra/credentials/*.cred
+    smbios_credentials: tuple[str, ...] = ()  # NAME=VALUE, as SMBIOS type 11 strings
     stop_on_fail: bool = True
 
 
@@ -163,6 +165,13 @@ def qemu_command(opts: BootOptions, kernel: Path, root: Path | None, accel: str,
     cmd += ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg,thread=multi"]
     if root is not None:
         cmd += disk_args(root, opts.disk_bus)
+    for cred in opts.smbios_credentials:
+        name, sep, value = cred.partition("=")
+        if not sep or not name:
+            raise BootError(f"--set-credential {cred!r}: expected NAME=VALUE")
+        # Base64 in the binary form: values may hold commas, which qemu would split on.
+        b64 = base64.b64encode(value.encode()).decode()
+        cmd += ["-smbios", f"type=11,value=io.systemd.credential.binary:{name}={b64}"]
     return cmd + list(opts.extra_qemu)
 
 

@@ -1,0 +1,155 @@
+"""systemd's encrypted credential format (what `systemd-creds encrypt` writes and the service
+manager decrypts), for the keys that need no TPM: the null key (a zero-length secret, for
+initrds on machines without a TPM: integrity only) and the host key (the 4096-byte secret in
+/var/lib/systemd/credential.secret).
+
+Layout, all little endian, the whole file base64-encoded:
+  main header: 16-byte key-type id, key size (32), block size, IV size, tag size, IV,
+               NUL-padded to 8 bytes                                    -- authenticated (AAD)
+  AES-256-GCM ciphertext of: metadata header (timestamp, not-after, both in microseconds,
+               name size, name, NUL-padded to 8 bytes) followed by the payload
+  GCM tag (16 bytes)
+The AES key is SHA-256 over the host secret (when used) followed by the TPM2 secret (when
+used): the SHA-256 of nothing for the null key."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import struct
+import uuid
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from rdforge.errors import FormatError
+
+KEY_NULL = uuid.UUID("058469da-f6f5-4324-8005-49da0f8ea2fb")
+KEY_HOST = uuid.UUID("5a1c6a86-df9d-4096-b1d5-a65e0862f19a")
+KEY_TPM2 = uuid.UUID("0c7cc07b-1176-4591-9c4b-0bea08bc20fe")
+KEY_HOST_TPM2 = uuid.UUID("93a89409-4874-4490-90ca-f2fc93cab553")
+KEY_NAMES = {KEY_NULL: "null", KEY_HOST: "host", KEY_TPM2: "tpm2", KEY_HOST_TPM2: "host+tpm2"}
+
+MAIN = struct.Struct("<16sIIII")
+META = struct.Struct("<QQI")
+IV_SIZE, TAG_SIZE, KEY_SIZE, BLOCK_SIZE = 12, 16, 32, 1
+HOST_SECRET_SIZE = 4096
+CREDENTIAL_SIZE_MAX = 1024 * 1024  # systemd's CREDENTIAL_SIZE_MAX
+INFINITY = 0xFFFFFFFFFFFFFFFF
+
+
+def _align8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+class CredentialError(FormatError):
+    """A credential that is malformed, corrupt, misnamed or cannot be decrypted."""
+
+
+def check_name(name: str) -> None:
+    """Valid both as a file name and as an fd name, as systemd requires."""
+    if not name or len(name) > 255 or name in (".", "..") or "/" in name:
+        raise CredentialError(f"invalid credential name {name!r}: it must be a plain file name")
+    if not re.fullmatch(r"[\x21-\x7e]+", name) or ":" in name:
+        raise CredentialError(f"invalid credential name {name!r}: printable ASCII without "
+                              "spaces or ':' only")
+
+
+def host_key(secret_file_content: bytes) -> bytes:
+    """The host secret from a credential.secret file (16-byte hashed machine id, then 4096
+    bytes of secret)."""
+    if len(secret_file_content) != 16 + HOST_SECRET_SIZE:
+        raise CredentialError(f"a host credential secret is {16 + HOST_SECRET_SIZE} bytes, not "
+                              f"{len(secret_file_content)}")
+    return secret_file_content[16:]
+
+
+def _aes_key(kind: uuid.UUID, host_secret: bytes | None) -> bytes:
+    if kind == KEY_NULL:
+        return hashlib.sha256(b"").digest()
+    if kind == KEY_HOST:
+        if host_secret is None:
+            raise CredentialError("this credential is encrypted with a host key: give the host's "
+                                  "credential secret")
+        return hashlib.sha256(host_secret).digest()
+    raise CredentialError(f"credentials bound to {KEY_NAMES.get(kind, str(kind))} are decrypted "
+                          "by systemd on the machine that holds the key")
+
+
+def encrypt(name: str, data: bytes, kind: uuid.UUID = KEY_NULL, host_secret: bytes | None = None,
+            timestamp_us: int = 0, not_after_us: int = INFINITY) -> bytes:
+    """The binary credential. The IV is derived from key and content (an HMAC), so the same
+    inputs give the same bytes and different inputs never share an IV."""
+    check_name(name)
+    if len(data) > CREDENTIAL_SIZE_MAX:
+        raise CredentialError(f"credential {name}: {len(data)} bytes, over systemd's limit of "
+                              f"{CREDENTIAL_SIZE_MAX}")
+    if not_after_us != INFINITY and not_after_us <= timestamp_us:
+        raise CredentialError(f"credential {name}: not-after lies before its timestamp")
+    key = _aes_key(kind, host_secret)
+    nb = name.encode()
+    meta = META.pack(timestamp_us, not_after_us, len(nb)) + nb
+    meta = meta.ljust(_align8(len(meta)), b"\0")
+    iv = hmac.new(key, b"rdforge credential IV\0" + meta + data, "sha256").digest()[:IV_SIZE]
+    head = MAIN.pack(kind.bytes, KEY_SIZE, BLOCK_SIZE, IV_SIZE, TAG_SIZE) + iv
+    head = head.ljust(_align8(len(head)), b"\0")
+    sealed = AESGCM(key).encrypt(iv, meta + data, head)  # ciphertext followed by the tag
+    return head + sealed
+
+
+@dataclass(frozen=True)
+class Credential:
+    kind: str
+    name: str
+    timestamp_us: int
+    not_after_us: int
+    data: bytes
+
+
+def unarmor(blob: bytes) -> bytes:
+    """Base64 text (what systemd-creds writes) or the binary form."""
+    text = blob.strip()
+    if text[:MAIN.size] and re.fullmatch(rb"[A-Za-z0-9+/=\s]+", text):
+        try:
+            return base64.b64decode(b"".join(text.split()), validate=True)
+        except binascii.Error:
+            pass
+    return blob
+
+
+def decrypt(blob: bytes, expect_name: str | None = None, host_secret: bytes | None = None) -> Credential:
+    raw = unarmor(blob)
+    if len(raw) < MAIN.size:
+        raise CredentialError("not a credential: too short")
+    kid, ksz, bsz, ivsz, tsz = MAIN.unpack_from(raw)
+    kind = uuid.UUID(bytes=kid)
+    if kind not in KEY_NAMES:
+        raise CredentialError("not a systemd credential (unknown key type)")
+    if (ksz, tsz) != (KEY_SIZE, TAG_SIZE) or not 0 < ivsz <= 64 or bsz == 0:
+        raise CredentialError("corrupt credential header")
+    if kind in (KEY_TPM2, KEY_HOST_TPM2):
+        _aes_key(kind, host_secret)  # raises: needs the TPM
+    hlen = _align8(MAIN.size + ivsz)
+    if len(raw) < hlen + _align8(META.size) + tsz:
+        raise CredentialError("credential truncated")
+    iv = raw[MAIN.size:MAIN.size + ivsz]
+    try:
+        plain = AESGCM(_aes_key(kind, host_secret)).decrypt(iv, raw[hlen:], raw[:hlen])
+    except InvalidTag:
+        raise CredentialError("credential does not authenticate: corrupt, truncated or "
+                              "encrypted with another key") from None
+    ts, not_after, nlen = META.unpack_from(plain)
+    mlen = _align8(META.size + nlen)
+    name = plain[META.size:META.size + nlen].decode(errors="replace")
+    if expect_name is not None and nlen and name != expect_name:
+        raise CredentialError(f"credential is named {name!r}, not {expect_name!r}")
+    return Credential(KEY_NAMES[kind], name, ts, not_after, plain[mlen:])
+
+
+def armor(raw: bytes) -> bytes:
+    """Base64 as systemd-creds writes it (one line), newline-terminated."""
+    return base64.b64encode(raw) + b"\n"

@@ -1,0 +1,65 @@
+"""Credentials reach the initrd: a root password credential opens the emergency shell; without
+one, or with a corrupt one, the shell stays locked and the boot does not hang."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from rdforge.formats import creds
+from rdforge.vm.boot import BootOptions, BootResult, boot, default_root
+
+pytestmark = [pytest.mark.boot, pytest.mark.integration]
+PASSWORD = "rdforge-emergency"
+MISSING_ROOT = dict(root_arg="root=LABEL=does-not-exist",
+                    append="systemd.default_device_timeout_sec=15")
+
+
+def _emergency(initrd: Path, expect: str, **kw: object) -> BootResult:
+    opts = BootOptions(initrd=initrd, echo=False, timeout=180, stop_on_fail=False, expect=expect,
+                       **MISSING_ROOT, **kw)  # type: ignore[arg-type]
+    opts.root_image = default_root(opts)
+    return boot(opts)
+
+
+def _hash() -> str:
+    return subprocess.run(["openssl", "passwd", "-6", PASSWORD], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+LOGIN = (("password for system maintenance", PASSWORD + "\n"), ("# ", "echo RDFORGE-$((6*7))\n"))
+
+
+def test_root_password_credential_opens_the_emergency_shell(default_build: Path,
+                                                            tmp_path: Path) -> None:
+    cred = tmp_path / "passwd.hashed-password.root.cred"
+    cred.write_bytes(creds.armor(creds.encrypt("passwd.hashed-password.root", _hash().encode())))
+    res = _emergency(default_build, "RDFORGE-42", credentials=(cred,), console_input=LOGIN)
+    assert res.ok, res.reason + res.console[-3000:]
+    assert "Received untrusted credentials: passwd.hashed-password.root" in res.console
+
+
+def test_plain_credential_through_smbios(default_build: Path) -> None:
+    res = _emergency(default_build, "RDFORGE-42", console_input=LOGIN,
+                     smbios_credentials=(f"passwd.plaintext-password.root={PASSWORD}",))
+    assert res.ok, res.reason + res.console[-3000:]
+
+
+@pytest.mark.parametrize("case", ["none", "corrupt"])
+def test_without_a_valid_credential_root_stays_locked(default_build: Path, tmp_path: Path,
+                                                      case: str) -> None:
+    extra: tuple[Path, ...] = ()
+    if case == "corrupt":
+        raw = bytearray(creds.encrypt("passwd.hashed-password.root", _hash().encode()))
+        raw[-30] ^= 1
+        cred = tmp_path / "passwd.hashed-password.root.cred"
+        cred.write_bytes(base64.b64encode(bytes(raw)))
+        extra = (cred,)
+    res = _emergency(default_build, "the root account is locked", credentials=extra)
+    assert res.ok, res.reason + res.console[-3000:]
+    assert "RDFORGE-42" not in res.console
+    if case == "corrupt":
+        assert "Failed to start systemd-sysusers.service" in res.console
