@@ -40,6 +40,13 @@ def _inspect(ns: argparse.Namespace) -> int:
     return 1 if isinstance(chk, dict) and chk.get("problems") else 0
 
 
+def _forward(spec: str) -> tuple[int, int]:
+    host, sep, guest = spec.partition(":")
+    if not (sep and host.isdigit() and guest.isdigit()):
+        raise ConfigError(f"--forward {spec!r}: expected HOSTPORT:GUESTPORT")
+    return int(host), int(guest)
+
+
 def _boot(ns: argparse.Namespace) -> int:
     from rdforge.vm.boot import BootOptions, boot
 
@@ -52,7 +59,8 @@ def _boot(ns: argparse.Namespace) -> int:
                        luks_passphrase=ns.luks or "",
                        sysexts=tuple(Path(x) for x in ns.sysext or ()),
                        credentials=tuple(Path(x) for x in ns.credential or ()),
-                       smbios_credentials=tuple(ns.set_credential or ()))
+                       smbios_credentials=tuple(ns.set_credential or ()),
+                       forwards=tuple(_forward(x) for x in ns.forward or ()))
     res = boot(opts)
     if ns.json:
         print(json.dumps(res.to_json(), indent=1))
@@ -81,13 +89,16 @@ def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
 
 
 def _sysext(ns: argparse.Namespace) -> int:
-    from rdforge.outputs.sysext import SysextOptions, build_sysext
+    from rdforge.outputs.sysext import MAINTSCRIPT_ONLY, SysextOptions, build_sysext
 
     out = Path(ns.output or f"{ns.name}.raw")
+    removed = sorted((set(MAINTSCRIPT_ONLY) | set(ns.remove_packages or ()))
+                     - set(ns.keep_packages or ()))
     o = SysextOptions(name=ns.name, base=Path(ns.base), output=out, packages=ns.packages or [],
                       files=_pairs(ns.file, "--file"), enable=ns.enable or [],
                       key=Path(ns.key) if ns.key else None, cert=Path(ns.cert) if ns.cert else None,
-                      fs=ns.fs, offline=ns.offline, version=ns.version or "")
+                      fs=ns.fs, offline=ns.offline, version=ns.version or "",
+                      remove_packages=removed, from_base=ns.from_base or [])
     res = build_sysext(o, Progress(not ns.quiet and not ns.json))
     if ns.json:
         print(json.dumps(res.manifest, indent=1))
@@ -184,6 +195,8 @@ def parser() -> argparse.ArgumentParser:
                    help="hand a credential to the initrd as /.extra/credentials/ (repeatable)")
     v.add_argument("--set-credential", action="append", metavar="NAME=VALUE",
                    help="a plain credential through qemu's SMBIOS type 11 strings (repeatable)")
+    v.add_argument("--forward", action="append", metavar="HOSTPORT:GUESTPORT",
+                   help="user networking with this TCP port forwarded from 127.0.0.1")
     v.add_argument("--append", help="extra kernel command line")
     v.add_argument("--expect", default=None, help="console text that means success")
     v.add_argument("--timeout", type=float, default=300)
@@ -202,6 +215,14 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("name", help="extension name (its extension-release.NAME)")
     x.add_argument("--base", required=True, help="the initrd the extension is for")
     x.add_argument("--packages", nargs="+", action="extend", help="packages to add")
+    x.add_argument("--remove-packages", nargs="+", action="extend", metavar="PKG",
+                   help="packages never to add; dependencies on them count as satisfied "
+                   "(besides those that only serve maintainer scripts: perl-base, adduser, ...)")
+    x.add_argument("--keep-packages", nargs="+", action="extend", metavar="PKG",
+                   help="add these even though they only serve maintainer scripts")
+    x.add_argument("--from-base", action="append", metavar="GLOB",
+                   help="files of the base image's packages that its build pruned, e.g. "
+                   "'usr/lib/systemd/systemd-networkd*' (repeatable)")
     x.add_argument("--file", action="append", metavar="IMAGE-PATH=LOCAL-FILE",
                    help="add a local file under /usr or /opt (repeatable)")
     x.add_argument("--enable", action="append", metavar="UNIT",

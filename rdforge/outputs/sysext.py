@@ -22,6 +22,7 @@ from rdforge.formats import ddi
 from rdforge.fsutil import write_atomic
 from rdforge.keys import SigningKey, load_signing_key
 from rdforge.progress import Progress
+from rdforge.sources.archive import Package
 from rdforge.sources.plan import load_universe, resolve_set
 from rdforge.tree.model import DIR, FILE, SYMLINK, Entry, Tree
 from rdforge.tree.prune import DEFAULT_PRUNE, Pruner
@@ -32,6 +33,11 @@ UNIT_DIR = "usr/lib/systemd/system"
 # merges before it and reloads the manager, and a target that is already part of the boot
 # transaction does not pick up new Wants= on reload, but Upholds= is re-evaluated.
 ENABLE_VIA = "sysinit.target.upholds"
+# Packages that serve only maintainer scripts (which a sysext never runs): dependencies on
+# them count as satisfied unless --keep-packages names them.
+MAINTSCRIPT_ONLY = ("adduser", "base-passwd", "debconf", "init-system-helpers", "login.defs",
+                    "lsb-base", "passwd", "perl-base", "procps", "runit-helper", "sensible-utils",
+                    "sysvinit-utils", "ucf")
 
 
 @dataclass
@@ -42,6 +48,8 @@ class SysextOptions:
     packages: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # image path -> local file
     enable: list[str] = field(default_factory=list)  # units to start in the initrd
+    remove_packages: list[str] = field(default_factory=lambda: list(MAINTSCRIPT_ONLY))
+    from_base: list[str] = field(default_factory=list)  # globs of files the base pruned
     key: Path | None = None
     cert: Path | None = None
     fs: str = "erofs"
@@ -67,6 +75,7 @@ class BaseImage:
     release: str
     arch: str
     packages: frozenset[str]
+    package_sha256: dict[str, str]
     os_release: dict[str, str]
     source_date_epoch: int
 
@@ -84,6 +93,7 @@ def base_info(base: Path) -> BaseImage:
         m = json.loads(mpath.read_text())
         release, arch = str(m["release"]), str(m["arch"])
         pkgs = frozenset(str(x["name"]) for x in m["packages"])
+        shas = {str(x["name"]): str(x["sha256"]) for x in m["packages"]}
         epoch = int(m.get("image", {}).get("source_date_epoch", 0))
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise SysextError(f"{mpath}: unreadable manifest ({err})") from None
@@ -98,7 +108,7 @@ def base_info(base: Path) -> BaseImage:
                 k, sep, v = line.partition("=")
                 if sep:
                     fields[k] = shlex.split(v)[0] if v.strip() else ""
-    return BaseImage(release, arch, pkgs, fields, epoch)
+    return BaseImage(release, arch, pkgs, shas, fields, epoch)
 
 
 def _confine(tree: Tree) -> tuple[Tree, list[str]]:
@@ -182,6 +192,70 @@ def extension_release(name: str, base_osrel: dict[str, str], arch: str, version:
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in fields.items()).encode()
 
 
+def _restore_from_base(tree: Tree, base: BaseImage, candidates: dict[str, Package],
+                       o: SysextOptions) -> int:
+    """Files of the base image's own packages that its build pruned (a daemon the initrd
+    does not need by default, like systemd-networkd), at the versions the base image has."""
+    from rdforge.outputs.initrd import fetch_all
+
+    pkgs = []
+    for name, sha in sorted(base.package_sha256.items()):
+        pkg = candidates.get(name)
+        if pkg is None or pkg.sha256 != sha:
+            raise SysextError(f"--from-base: the archive no longer has {name} as the base image "
+                              "has it (rebuild the base or use its lock file's cache)")
+        pkgs.append(pkg)
+    before = len(tree.entries)
+    only = Pruner(("*",), tuple(o.from_base))  # drops everything but the requested globs
+    for pkg, path in zip(pkgs, fetch_all(pkgs, o.offline), strict=True):
+        unpack_deb(tree, path, pkg.name, only)
+    return len(tree.entries) - before
+
+
+def _complete_libraries(tree: Tree, o: SysextOptions, base: BaseImage,
+                        candidates: dict[str, Package] | None) -> list[str]:
+    """Prove that every program of the extension finds its libraries in the extension or the
+    base image. A library whose package the base has but whose file its build dropped as
+    unused is brought back from that package. Returns the sonames restored."""
+    from rdforge.outputs.inspect import read_initrd
+    from rdforge.sources.plan import package_for_soname
+    from rdforge.sources.resolve import Universe
+    from rdforge.tree.check import missing_libraries
+
+    base_tree, _ = read_initrd(o.base)
+    restored: list[str] = []
+    for _round in range(4):
+        missing = missing_libraries(_merged(base_tree, tree))
+        if not missing:
+            return restored
+        if candidates is None:
+            break
+        u = Universe(list(candidates.values()), base.arch)
+        globs = []
+        for soname in sorted(missing):
+            name = package_for_soname(u, soname)
+            if name in base.packages:
+                globs.append(f"usr/lib/*/{soname.split('.so')[0]}.so*")
+                restored.append(soname)
+        if not globs:
+            break
+        restore = SysextOptions(o.name, o.base, o.output, from_base=globs, offline=o.offline)
+        _restore_from_base(tree, base, candidates, restore)
+    missing = missing_libraries(_merged(base_tree, tree))
+    if missing:
+        soname, users = sorted(missing.items())[0]
+        raise SysextError(f"{users[0]} needs {soname}, which neither the extension nor the base "
+                          f"image has (add its package with --packages)"
+                          + (f"; {len(missing) - 1} more missing" if len(missing) > 1 else ""))
+    return restored
+
+
+def _merged(base_tree: Tree, tree: Tree) -> Tree:
+    merged = Tree()
+    merged.entries = {**base_tree.entries, **tree.entries}
+    return merged
+
+
 def build_sysext(o: SysextOptions, progress: Progress | None = None) -> SysextResult:
     p = progress or Progress(False)
     if not o.name or "/" in o.name or o.name.startswith("."):
@@ -199,11 +273,21 @@ def build_sysext(o: SysextOptions, progress: Progress | None = None) -> SysextRe
     base_pkgs = set(base.packages)
     tree = new_tree()
     pkgs = []
-    if o.packages:
-        cfg = Config(release=release, arch=arch, offline=o.offline,
-                     remove_packages=sorted(base_pkgs | set(Config().remove_packages)))
+    cfg = Config(release=release, arch=arch, offline=o.offline,
+                 remove_packages=sorted(base_pkgs | set(Config().remove_packages)
+                                        | set(o.remove_packages)))
+    src = None
+    if o.packages or o.from_base:
         p.phase("index", f"{release}/{arch}")
         src = load_universe(cfg)
+    if o.from_base:
+        assert src is not None
+        p.phase("from base", " ".join(o.from_base))
+        if not _restore_from_base(tree, base, src.universe.candidates, o):
+            raise SysextError(f"--from-base {' '.join(o.from_base)}: matches no file of the "
+                              "base image's packages")
+    if o.packages:
+        assert src is not None
         p.phase("resolve", " ".join(o.packages))
         already = sorted(set(o.packages) & base_pkgs)
         if already:
@@ -223,6 +307,10 @@ def build_sysext(o: SysextOptions, progress: Progress | None = None) -> SysextRe
             raise SysextError(f"extra file {src_file}: {e.strerror}") from None
         tree.add(dest.lstrip("/"), Entry(FILE, mode, data=data, package="config"))
     tree, dropped = _confine(tree)
+    p.phase("check", "libraries of the extension's programs")
+    restored = _complete_libraries(tree, o, base, src.universe.candidates if src else None)
+    if restored:
+        tree, _ = _confine(tree)
     for unit in o.enable:
         if tree.get(f"{UNIT_DIR}/{unit}") is None:
             raise SysextError(f"unit {unit} is not in the extension (add it with --file)")
@@ -248,6 +336,7 @@ def build_sysext(o: SysextOptions, progress: Progress | None = None) -> SysextRe
         "file_system": o.fs, "base": {"path": o.base.name, "release": release, "arch": arch},
         "packages": [{"name": x.name, "version": x.version, "sha256": x.sha256} for x in pkgs],
         "partitions": res.partitions, "dropped_outside_usr": dropped,
+        "libraries_from_base": restored,
         "enabled_units": o.enable,
     }
     write_atomic(o.output.with_name(o.output.name + ".manifest.json"),

@@ -68,7 +68,8 @@ def sysusers(tree: Tree) -> tuple[list[str], list[str]]:
                 words = shlex.split(line)
             except ValueError:
                 continue
-            pending.append((words[0], words[1:]))
+            # "u!" is a user whose account is locked: every account here is.
+            pending.append((words[0].rstrip("!"), words[1:]))
     used = {0, 65534}
     for kind, w in pending:  # fixed IDs first
         if kind == "g" and len(w) > 1 and w[1].isdigit():

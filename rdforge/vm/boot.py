@@ -4,6 +4,7 @@ decide from what it shows whether the boot reached its goal."""
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,10 +64,15 @@ class BootOptions:
     memory_mb: int = 1536
     extra_qemu: tuple[str, ...] = ()
     console_input: tuple[tuple[str, str], ...] = ()  # (wait for text, then type this)
-    luks_passphrase: str = ""  # wrap the root in LUKS2 and type this at the prompt
+    luks_passphrase: str = ""  # wrap the root in LUKS2 with this passphrase ...
+    luks_type: bool = True  # ... and type it at the prompt (not when a credential unlocks it)
     sysexts: tuple[Path, ...] = ()  # handed over as /.extra/sysext/*.raw
     credentials: tuple[Path, ...] = ()  # handed over as /.extra/credentials/*.cred
     smbios_credentials: tuple[str, ...] = ()  # NAME=VALUE, as SMBIOS type 11 strings
+    forwards: tuple[tuple[int, int], ...] = ()  # (host port, guest port): user networking
+    # Called once `expect` appeared, while the VM still runs (to log in over SSH, say);
+    # its (ok, reason) is the boot's result.
+    while_running: Callable[[], tuple[bool, str]] | None = None
     stop_on_fail: bool = True
 
 
@@ -165,6 +172,9 @@ def qemu_command(opts: BootOptions, kernel: Path, root: Path | None, accel: str,
     cmd += ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg,thread=multi"]
     if root is not None:
         cmd += disk_args(root, opts.disk_bus)
+    if opts.forwards:
+        fwd = "".join(f",hostfwd=tcp:127.0.0.1:{h}-:{g}" for h, g in opts.forwards)
+        cmd += ["-nic", f"user,model=virtio-net-pci{fwd}"]
     for cred in opts.smbios_credentials:
         name, sep, value = cred.partition("=")
         if not sep or not name:
@@ -203,9 +213,10 @@ def boot(opts: BootOptions) -> BootResult:
 
         root = make_luks_root_image(root, opts.luks_passphrase)
         opts.root_arg = f"rd.luks.name={LUKS_UUID}={LUKS_NAME} root=/dev/mapper/{LUKS_NAME}"
-        # After any input the caller queued (a test may type a wrong passphrase first).
-        opts.console_input = (*opts.console_input,
-                              ("passphrase for disk", opts.luks_passphrase + "\n"))
+        if opts.luks_type:
+            # After any input the caller queued (a test may type a wrong passphrase first).
+            opts.console_input = (*opts.console_input,
+                                  ("passphrase for disk", opts.luks_passphrase + "\n"))
     accel = "kvm" if kvm_works() else "tcg"
     with tempfile.TemporaryDirectory(prefix="rdforge-boot-") as tmp:
         initrd = opts.initrd
@@ -233,12 +244,16 @@ def _run(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
     inputs = list(opts.console_input)
     ok, reason = False, f"timed out after {opts.timeout:.0f}s"
     scan_from = 0
+    worker: concurrent.futures.ThreadPoolExecutor | None = None
+    action: concurrent.futures.Future[tuple[bool, str]] | None = None
     fail_rx = [(re.compile(p), why) for p, why in FAILURES]
     fail_rx += [(re.compile(re.escape(t)), f"console showed {t!r}") for t in opts.expect_fail]
     try:
         while True:
             left = opts.timeout - (time.monotonic() - start)
             if left <= 0:
+                if action is not None:
+                    ok, reason = False, f"timed out after {opts.timeout:.0f}s while acting on {expect!r}"
                 break
             events = sel.select(timeout=min(left, 0.5))
             chunk = b""
@@ -252,6 +267,9 @@ def _run(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
                     break
             elif proc.poll() is not None:
                 reason = f"qemu exited ({proc.returncode}) before {expect!r} appeared"
+                break
+            if action is not None and action.done():
+                ok, reason = action.result()
                 break
             if not chunk:
                 continue
@@ -272,10 +290,15 @@ def _run(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
                 time.sleep(0.3)
                 proc.stdin.write(inputs.pop(0)[1].encode())
                 proc.stdin.flush()
-            if expect in console:
+            if expect in console and worker is None:
                 ok, reason = True, f"{expect!r} appeared"
-                break
-            if opts.stop_on_fail:
+                if opts.while_running is None:
+                    break
+                # Keep draining the console while the action runs: a full pipe would stall
+                # qemu's main loop, and with it the guest's network.
+                worker = concurrent.futures.ThreadPoolExecutor(1)
+                action = worker.submit(opts.while_running)
+            if opts.stop_on_fail and action is None:
                 hit = next(((rx, why) for rx, why in fail_rx if rx.search(console)), None)
                 if hit:
                     m = hit[0].search(console)
@@ -285,6 +308,8 @@ def _run(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
     finally:
         proc.kill()
         proc.wait()
+        if worker is not None:
+            worker.shutdown(wait=False, cancel_futures=True)
         if logf:
             logf.close()
     m = re.search(re.escape(MARKER) + r" uptime=([\d.]+)", console)

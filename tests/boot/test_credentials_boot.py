@@ -63,3 +63,16 @@ def test_without_a_valid_credential_root_stays_locked(default_build: Path, tmp_p
     assert "RDFORGE-42" not in res.console
     if case == "corrupt":
         assert "Failed to start systemd-sysusers.service" in res.console
+
+
+def test_luks2_root_unlocked_by_credential_without_typing(default_build: Path,
+                                                          tmp_path: Path) -> None:
+    cred = tmp_path / "cryptsetup.passphrase.cred"
+    cred.write_bytes(creds.armor(creds.encrypt("cryptsetup.passphrase", b"luks-by-credential")))
+    opts = BootOptions(initrd=default_build, echo=False, timeout=240, credentials=(cred,),
+                       luks_passphrase="luks-by-credential", luks_type=False)
+    opts.root_image = default_root(opts)
+    res = boot(opts)
+    assert res.ok, res.reason + res.console[-3000:]
+    assert "Please enter passphrase" not in res.console
+    assert "Check on /dev/mapper/cryptroot" in res.console
