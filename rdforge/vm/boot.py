@@ -46,7 +46,10 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 
 @dataclass
 class BootOptions:
-    initrd: Path
+    initrd: Path | None = None
+    uki: Path | None = None  # boot this UKI from an ESP with OVMF instead of -kernel/-initrd
+    esp_extra: tuple[Path, ...] = ()  # files for the UKI's extra.d folder (.cred, .raw, .efi)
+    secure_boot_vars: Path | None = None  # an OVMF variable store with Secure Boot keys
     kernel: Path | None = None
     kernel_version: str = ""
     root_image: Path | None = None
@@ -158,16 +161,36 @@ def disk_args(image: Path, bus: str) -> list[str]:
     return ["-drive", drive] + dev[bus]
 
 
-def qemu_command(opts: BootOptions, kernel: Path, root: Path | None, accel: str,
-                 initrd: Path | None = None) -> list[str]:
+OVMF_DIR = Path("/usr/share/OVMF")
+
+
+def kernel_args(opts: BootOptions, kernel: Path, initrd: Path, root: Path | None) -> list[str]:
+    cmdline = " ".join(x for x in ("console=ttyS0", "panic=-1", opts.root_arg if root else "",
+                                    "rw", opts.append) if x)
+    return ["-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline]
+
+
+def uefi_args(esp: Path, vars_copy: Path, secure: bool) -> list[str]:
+    code = OVMF_DIR / ("OVMF_CODE_4M.secboot.fd" if secure else "OVMF_CODE_4M.fd")
+    if not code.exists():
+        raise BootError(f"{code} is missing (apt-get install ovmf)")
+    args = ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
+            "-drive", f"file={esp},format=raw,if=none,id=esp,snapshot=on",
+            "-device", "virtio-blk-pci,drive=esp,bootindex=0"]
+    if secure:
+        args += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
+    return args
+
+
+def qemu_command(opts: BootOptions, boot_args: list[str], root: Path | None, accel: str,
+                 secure: bool = False) -> list[str]:
     qemu = shutil.which("qemu-system-x86_64")
     if not qemu:
         raise BootError("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
-    cmdline = " ".join(x for x in ("console=ttyS0", "panic=-1", opts.root_arg if root else "",
-                                    "rw", opts.append) if x)
-    cmd = [qemu, "-machine", "q35", "-m", str(opts.memory_mb), "-smp", "2", "-nodefaults",
-           "-display", "none", "-serial", "stdio", "-no-reboot", "-kernel", str(kernel),
-           "-initrd", str(initrd or opts.initrd), "-append", cmdline,
+    machine = "q35,smm=on" if secure else "q35"
+    cmd = [qemu, "-machine", machine, "-m", str(opts.memory_mb), "-smp", "2", "-nodefaults",
+           "-display", "none", "-serial", "stdio", "-no-reboot", *boot_args,
            "-device", "virtio-rng-pci"]
     cmd += ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg,thread=multi"]
     if root is not None:
@@ -200,9 +223,11 @@ def default_root(opts: BootOptions) -> Path:
 
 
 def boot(opts: BootOptions) -> BootResult:
-    if not opts.initrd.exists():
-        raise BootError(f"{opts.initrd}: no such initrd")
-    kernel = opts.kernel or find_kernel(opts.initrd, opts.kernel_version)
+    if opts.uki is None and opts.initrd is None:
+        raise BootError("give an initrd (with a kernel) or a UKI to boot")
+    for what, path in (("initrd", opts.initrd), ("UKI", opts.uki)):
+        if path is not None and not path.exists():
+            raise BootError(f"{path}: no such {what}")
     root = opts.root_image
     if root is None and opts.root_from_packages:
         root = default_root(opts)
@@ -219,6 +244,19 @@ def boot(opts: BootOptions) -> BootResult:
                                   ("passphrase for disk", opts.luks_passphrase + "\n"))
     accel = "kvm" if kvm_works() else "tcg"
     with tempfile.TemporaryDirectory(prefix="rdforge-boot-") as tmp:
+        if opts.uki is not None:
+            from rdforge.vm.esp import make_esp
+
+            # The UKI carries its own command line (root=, console=): --append does not apply.
+            extras = [*opts.esp_extra, *opts.sysexts, *opts.credentials]
+            esp = make_esp(opts.uki, extras, Path(tmp, "esp.img"))
+            vars_copy = Path(tmp, "vars.fd")
+            shutil.copyfile(opts.secure_boot_vars or OVMF_DIR / "OVMF_VARS_4M.fd", vars_copy)
+            secure = opts.secure_boot_vars is not None
+            cmd = qemu_command(opts, uefi_args(esp, vars_copy, secure), root, accel, secure)
+            return _run(opts, cmd, accel)
+        assert opts.initrd is not None
+        kernel = opts.kernel or find_kernel(opts.initrd, opts.kernel_version)
         initrd = opts.initrd
         if opts.sysexts or opts.credentials:
             from rdforge.outputs.extra import append_extra, extra_cpio
@@ -226,7 +264,8 @@ def boot(opts: BootOptions) -> BootResult:
             initrd = Path(tmp, "initrd-with-extra.img")
             initrd.write_bytes(append_extra(opts.initrd.read_bytes(),
                                             extra_cpio(list(opts.sysexts), list(opts.credentials))))
-        return _run(opts, qemu_command(opts, kernel, root, accel, initrd), accel)
+        return _run(opts, qemu_command(opts, kernel_args(opts, kernel, initrd, root), root, accel),
+                    accel)
 
 
 def _run(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:

@@ -1,0 +1,55 @@
+"""EFI system partition images for UEFI boots, made without mounting anything (mkfs.vfat and
+mtools): the UKI as the removable-media boot loader, and its extra.d folder."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from rdforge.errors import BootError
+
+LOADER = "EFI/BOOT/BOOTX64.EFI"
+# What systemd-stub picks up from the UKI's extra.d folder, by suffix.
+EXTRA_SUFFIXES = (".cred", ".sysext.raw", ".confext.raw", ".addon.efi")
+
+
+def extra_name(f: Path) -> str:
+    """The name a file gets in extra.d: a plain .raw sysext becomes NAME.sysext.raw."""
+    if f.name.endswith(EXTRA_SUFFIXES):
+        return f.name
+    if f.suffix == ".raw":
+        return f.name[:-4] + ".sysext.raw"
+    if f.suffix == ".efi":
+        return f.name[:-4] + ".addon.efi"
+    raise BootError(f"{f}: systemd-stub takes *.cred, *.sysext.raw, *.confext.raw and "
+                    "*.addon.efi from a UKI's extra.d folder")
+
+
+def _run(cmd: list[str]) -> None:
+    if not shutil.which(cmd[0]):
+        pkg = "dosfstools" if cmd[0].startswith("mkfs") else "mtools"
+        raise BootError(f"{cmd[0]} is not installed (apt-get install {pkg})")
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BootError(f"{' '.join(cmd[:2])}: {(r.stderr or r.stdout).strip()}")
+
+
+def make_esp(uki: Path, extras: list[Path], dest: Path) -> Path:
+    files = [uki, *extras]
+    for f in files:
+        if not f.is_file():
+            raise BootError(f"{f}: no such file")
+    size = sum(f.stat().st_size for f in files)
+    kib = max(33 * 1024, (size * 11 // 10 + (8 << 20)) // 1024)  # FAT32 wants >= 32 MiB
+    if dest.exists():
+        dest.unlink()
+    _run(["mkfs.vfat", "-C", "-F", "32", "-n", "ESP", str(dest), str(kib)])
+    img = ["-i", str(dest)]
+    _run(["mmd", *img, "::/EFI", "::/EFI/BOOT"])
+    _run(["mcopy", *img, str(uki), f"::/{LOADER}"])
+    if extras:
+        _run(["mmd", *img, f"::/{LOADER}.extra.d"])
+        for f in extras:
+            _run(["mcopy", *img, str(f), f"::/{LOADER}.extra.d/{extra_name(f)}"])
+    return dest

@@ -1,0 +1,51 @@
+"""A UKI booted by UEFI firmware (OVMF) from an ESP made without mounting; a system
+extension, a credential and an addon placed in its extra.d folder reach the initrd."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from rdforge.formats import creds
+from rdforge.outputs.sysext import SysextOptions, build_sysext
+from rdforge.outputs.uki import UkiOptions, build_addon, build_uki
+from rdforge.vm.boot import BootOptions, boot, default_root
+from rdforge.vm.rootfs import LABEL
+
+pytestmark = [pytest.mark.boot, pytest.mark.integration]
+
+UNIT = """[Unit]
+DefaultDependencies=no
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/bin/bash -c "echo RDFORGE-UKI-SYSEXT > /dev/console"
+"""
+
+
+def test_uki_boots_with_sysext_credential_and_addon_from_extra_d(
+        trusted_build: Path, vendor_keys: tuple[Path, Path], tmp_path: Path) -> None:
+    uki = tmp_path / "vmlinuz.efi"
+    build_uki(UkiOptions(initrd=trusted_build, output=uki,
+                         cmdline=f"console=ttyS0 panic=-1 root=LABEL={LABEL} rw",
+                         key=vendor_keys[0], cert=vendor_keys[1]))
+    addon = tmp_path / "debug.addon.efi"
+    build_addon("rdforge.addon_marker=1", addon, key=vendor_keys[0], cert=vendor_keys[1])
+    (tmp_path / "m.service").write_text(UNIT)
+    sysext = tmp_path / "ukimark.raw"
+    build_sysext(SysextOptions(name="ukimark", base=trusted_build, output=sysext,
+                               files={"usr/lib/systemd/system/m.service": str(tmp_path / "m.service")},
+                               enable=["m.service"], key=vendor_keys[0], cert=vendor_keys[1]))
+    cred = tmp_path / "rdforge.test.cred"
+    cred.write_bytes(creds.armor(creds.encrypt("rdforge.test", b"hello")))
+    opts = BootOptions(uki=uki, esp_extra=(addon, sysext, cred), echo=False, timeout=300)
+    opts.root_image = default_root(opts)
+    res = boot(opts)
+    assert res.ok, res.reason + res.console[-3000:]
+    assert "EFI stub: Loaded initrd" in res.console
+    assert re.search(r"Kernel command line: .*rdforge\.addon_marker=1", res.console)
+    assert "Received untrusted credentials: rdforge.test" in res.console
+    assert "Using extensions 'ukimark.sysext.raw'" in res.console
+    assert "RDFORGE-UKI-SYSEXT" in res.console

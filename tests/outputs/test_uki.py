@@ -1,0 +1,120 @@
+"""`rdforge uki` and `rdforge addon`: byte for byte what systemd's ukify (trixie) makes from
+the same inputs; signatures checked with sbverify."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pefile  # type: ignore[import-untyped]
+import pytest
+
+from rdforge.config import Config
+from rdforge.formats.deb import DebFile
+from rdforge.formats.pe import PE
+from rdforge.outputs.uki import UkiOptions, build_addon, build_uki, stub_from_archive
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def ukify(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ukify from trixie's systemd-ukify package, run with this Python and pefile."""
+    from rdforge.outputs.initrd import fetch_all
+    from rdforge.sources.plan import load_universe
+
+    pkg = load_universe(Config()).universe.candidates["systemd-ukify"]
+    with DebFile(fetch_all([pkg], False)[0]) as d:
+        script = next(c for ti, c in d.data() if ti.name.endswith("bin/ukify") and c)
+    out = tmp_path_factory.mktemp("ukify") / "ukify"
+    out.write_bytes(script)
+    return out
+
+
+def test_uki_is_byte_identical_to_ukify(default_build: Path, ukify: Path, tmp_path: Path) -> None:
+    cmdline = "console=ttyS0 root=LABEL=rdforge-root rw"
+    info = build_uki(UkiOptions(initrd=default_build, output=tmp_path / "ours.efi", cmdline=cmdline))
+    ours = (tmp_path / "ours.efi").read_bytes()
+    stub, _ = stub_from_archive("trixie", "amd64", False, False)
+    (tmp_path / "stub").write_bytes(stub)
+    osrel = PE.parse(ours).section(".osrel")
+    assert osrel is not None
+    (tmp_path / "osrel").write_bytes(osrel.data(ours))
+    r = subprocess.run([sys.executable, str(ukify), "build", "--linux", str(info["kernel"]),
+                        "--initrd", str(default_build), "--cmdline", cmdline,
+                        "--os-release", f"@{tmp_path / 'osrel'}", "--uname",
+                        str(info["kernel_version"]), "--stub", str(tmp_path / "stub"),
+                        "--output", str(tmp_path / "ref.efi")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ref = (tmp_path / "ref.efi").read_bytes()
+    a, b = pefile.PE(data=ref, fast_load=True), pefile.PE(data=ours, fast_load=True)
+    assert [s.Name for s in a.sections] == [s.Name for s in b.sections]
+    for x, y in zip(a.sections, b.sections, strict=True):
+        assert (x.VirtualAddress, x.Misc_VirtualSize, x.Characteristics, x.get_data()) == \
+            (y.VirtualAddress, y.Misc_VirtualSize, y.Characteristics, y.get_data()), x.Name
+    assert ours == ref
+    assert b"ID=debian" in osrel.data(ours)
+    sbat = PE.parse(ours).section(".sbat")
+    assert sbat is not None and b"uki,1,UKI" in sbat.data(ours) and b"systemd-stub" in sbat.data(ours)
+
+
+def test_signed_uki_verifies_and_a_flipped_byte_does_not(default_build: Path,
+                                                          vendor_keys: tuple[Path, Path],
+                                                          tmp_path: Path) -> None:
+    from rdforge.keys import genkey
+
+    out = tmp_path / "signed.efi"
+    build_uki(UkiOptions(initrd=default_build, output=out, cmdline="quiet", key=vendor_keys[0],
+                         cert=vendor_keys[1]))
+
+    def verify(path: Path, cert: Path) -> int:
+        return subprocess.run(["sbverify", "--cert", str(cert), str(path)],
+                              capture_output=True).returncode
+
+    assert verify(out, vendor_keys[1]) == 0
+    other = genkey("other", tmp_path / "other")[1]
+    assert verify(out, other) != 0
+    raw = bytearray(out.read_bytes())
+    raw[len(raw) // 2] ^= 1  # inside .initrd
+    (tmp_path / "tampered.efi").write_bytes(raw)
+    assert verify(tmp_path / "tampered.efi", vendor_keys[1]) != 0
+    r = subprocess.run([sys.executable, "-m", "rdforge.cli", "inspect", "--json", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["signers"] == ["CN=rdforge test vendor"] and info["cmdline"] == "quiet"
+
+
+def test_unsigned_uki_is_reproducible(default_build: Path, tmp_path: Path) -> None:
+    for n in ("a", "b"):
+        build_uki(UkiOptions(initrd=default_build, output=tmp_path / f"{n}.efi", cmdline="x"))
+    assert (tmp_path / "a.efi").read_bytes() == (tmp_path / "b.efi").read_bytes()
+
+
+def test_addon_is_byte_identical_to_ukify_and_signed(ukify: Path, vendor_keys: tuple[Path, Path],
+                                                     tmp_path: Path) -> None:
+    build_addon("console=ttyS0 loglevel=7", tmp_path / "ours.addon.efi")
+    stub, _ = stub_from_archive("trixie", "amd64", True, False)
+    (tmp_path / "stub").write_bytes(stub)
+    r = subprocess.run([sys.executable, str(ukify), "build", "--cmdline",
+                        "console=ttyS0 loglevel=7", "--stub", str(tmp_path / "stub"),
+                        "--output", str(tmp_path / "ref.addon.efi")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "ours.addon.efi").read_bytes() == (tmp_path / "ref.addon.efi").read_bytes()
+    build_addon("x=1", tmp_path / "signed.addon.efi", key=vendor_keys[0], cert=vendor_keys[1])
+    assert subprocess.run(["sbverify", "--cert", str(vendor_keys[1]),
+                           str(tmp_path / "signed.addon.efi")], capture_output=True).returncode == 0
+
+
+def test_uki_errors(default_build: Path, vendor_keys: tuple[Path, Path], tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "rdforge.cli", "uki", "--initrd",
+                        str(tmp_path / "none.img"), "-o", str(tmp_path / "x.efi")],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "none.img" in r.stderr and len(r.stderr.splitlines()) == 1
+    r = subprocess.run([sys.executable, "-m", "rdforge.cli", "uki", "--initrd", str(default_build),
+                        "--key", str(vendor_keys[0]), "-o", str(tmp_path / "x.efi")],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "--key and --cert" in r.stderr
+    assert not (tmp_path / "x.efi").exists()
