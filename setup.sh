@@ -21,7 +21,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-python3 -c 'import rdforge, zstandard, cryptography, pefile, pytest, xdist' 2>/dev/null && \
+python3 -c 'import rdforge, zstandard, cryptography, pefile, virt.firmware, pytest, xdist' 2>/dev/null && \
   [ "$(python3 -c 'import rdforge,os;print(os.path.dirname(rdforge.__file__))')" = "$PWD/rdforge" ] || \
   python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 if [ "${1:-}" != "--deps-only" ]; then

@@ -56,6 +56,7 @@ def _boot(ns: argparse.Namespace) -> int:
                        uki=Path(ns.uki) if ns.uki else None,
                        esp_extra=tuple(Path(x) for x in ns.esp_extra or ()),
                        secure_boot_vars=Path(ns.secure_boot_vars) if ns.secure_boot_vars else None,
+                       secure_boot_cert=Path(ns.secure_boot) if ns.secure_boot else None,
                        kernel=Path(ns.kernel) if ns.kernel else None,
                        kernel_version=ns.kernel_version or "", root_image=Path(ns.root_image)
                        if ns.root_image else None, root_from_packages=ns.root_from_packages,
@@ -215,6 +216,8 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--uki", help="boot this Unified Kernel Image with UEFI firmware (OVMF)")
     v.add_argument("--esp-extra", nargs="+", action="extend", metavar="FILE",
                    help="files for the UKI's extra.d folder on the ESP (.cred, .raw, .addon.efi)")
+    v.add_argument("--secure-boot", metavar="CERT",
+                   help="UEFI Secure Boot on, with CERT enrolled in db (needs virt-fw-vars)")
     v.add_argument("--secure-boot-vars", metavar="VARS.fd",
                    help="OVMF variable store with Secure Boot keys enrolled (turns Secure Boot on)")
     v.add_argument("--kernel", help="vmlinuz (default: from the kernel package in the cache)")

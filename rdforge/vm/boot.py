@@ -29,6 +29,9 @@ FAILURES: tuple[tuple[str, str], ...] = (
      r"Cannot open access to console, the root account is locked|"
      r"Give root password for maintenance", "the initrd fell back to the emergency shell"),
     (r"Timed out waiting for device[^\r\n]*", "timed out waiting for a device"),
+    (r"failed to load Boot\d+ [^\r\n]*: (?:Access Denied|Security Violation)",
+     "the firmware refused the boot loader (Secure Boot)"),
+    (r"No bootable option or device was found", "the firmware found nothing to boot"),
 )
 PHASES: tuple[tuple[str, str], ...] = (
     ("kernel", r"Linux version \d"),
@@ -50,6 +53,7 @@ class BootOptions:
     uki: Path | None = None  # boot this UKI from an ESP with OVMF instead of -kernel/-initrd
     esp_extra: tuple[Path, ...] = ()  # files for the UKI's extra.d folder (.cred, .raw, .efi)
     secure_boot_vars: Path | None = None  # an OVMF variable store with Secure Boot keys
+    secure_boot_cert: Path | None = None  # or: Secure Boot on, with this certificate in db
     kernel: Path | None = None
     kernel_version: str = ""
     root_image: Path | None = None
@@ -251,8 +255,13 @@ def boot(opts: BootOptions) -> BootResult:
             extras = [*opts.esp_extra, *opts.sysexts, *opts.credentials]
             esp = make_esp(opts.uki, extras, Path(tmp, "esp.img"))
             vars_copy = Path(tmp, "vars.fd")
-            shutil.copyfile(opts.secure_boot_vars or OVMF_DIR / "OVMF_VARS_4M.fd", vars_copy)
-            secure = opts.secure_boot_vars is not None
+            if opts.secure_boot_cert is not None:
+                from rdforge.vm.esp import secure_boot_vars
+
+                secure_boot_vars(opts.secure_boot_cert, vars_copy)
+            else:
+                shutil.copyfile(opts.secure_boot_vars or OVMF_DIR / "OVMF_VARS_4M.fd", vars_copy)
+            secure = opts.secure_boot_vars is not None or opts.secure_boot_cert is not None
             cmd = qemu_command(opts, uefi_args(esp, vars_copy, secure), root, accel, secure)
             return _run(opts, cmd, accel)
         assert opts.initrd is not None

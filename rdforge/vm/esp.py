@@ -53,3 +53,19 @@ def make_esp(uki: Path, extras: list[Path], dest: Path) -> Path:
         for f in extras:
             _run(["mcopy", *img, str(f), f"::/{LOADER}.extra.d/{extra_name(f)}"])
     return dest
+
+
+def secure_boot_vars(cert: Path, dest: Path) -> Path:
+    """An OVMF variable store with Secure Boot on: a generated platform key and KEK, and
+    `cert` in db (so the firmware runs images it signed, and Linux puts it in its platform
+    keyring). Made with virt-fw-vars from the virt-firmware package."""
+    exe = shutil.which("virt-fw-vars")
+    if exe is None:
+        raise BootError("virt-fw-vars is not installed (pip install virt-firmware)")
+    base = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+    if not base.exists():
+        raise BootError(f"{base} is missing (apt-get install ovmf)")
+    owner = "a7f3c9e2-51b4-4d8e-9c06-2f1e8b3d7a45"  # the signature owner GUID rdforge uses
+    _run([exe, "-i", str(base), "-o", str(dest), "--enroll-generate", "rdforge test platform key",
+          "--no-microsoft", "--add-db", owner, str(cert), "--sb"])
+    return dest

@@ -49,3 +49,38 @@ def test_uki_boots_with_sysext_credential_and_addon_from_extra_d(
     assert "Received untrusted credentials: rdforge.test" in res.console
     assert "Using extensions 'ukimark.sysext.raw'" in res.console
     assert "RDFORGE-UKI-SYSEXT" in res.console
+
+
+def test_secure_boot_runs_the_signed_uki_and_the_kernel_trusts_db_for_sysexts(
+        default_build: Path, vendor_keys: tuple[Path, Path], tmp_path: Path) -> None:
+    """With the vendor certificate in db, firmware runs the signed UKI, Linux puts the
+    certificate in its platform keyring, and dm-verity checks a sysext's signature in the
+    kernel: this initrd has no /etc/verity.d, so no other path could accept it."""
+    uki = tmp_path / "vmlinuz.efi"
+    build_uki(UkiOptions(initrd=default_build, output=uki,
+                         cmdline=f"console=ttyS0 panic=-1 root=LABEL={LABEL} rw",
+                         key=vendor_keys[0], cert=vendor_keys[1]))
+    (tmp_path / "m.service").write_text(UNIT)
+    sysext = tmp_path / "ukimark.raw"
+    build_sysext(SysextOptions(name="ukimark", base=default_build, output=sysext,
+                               files={"usr/lib/systemd/system/m.service": str(tmp_path / "m.service")},
+                               enable=["m.service"], key=vendor_keys[0], cert=vendor_keys[1]))
+    opts = BootOptions(uki=uki, esp_extra=(sysext,), secure_boot_cert=vendor_keys[1], echo=False,
+                       timeout=300)
+    opts.root_image = default_root(opts)
+    res = boot(opts)
+    assert res.ok, res.reason + res.console[-3000:]
+    assert "secureboot: Secure boot enabled" in res.console
+    assert re.search(r"integrity: Loaded X\.509 cert 'rdforge test vendor", res.console)
+    assert "RDFORGE-UKI-SYSEXT" in res.console
+    assert "Root hash verification failed" not in res.console
+
+
+def test_secure_boot_refuses_an_unsigned_uki(default_build: Path, vendor_keys: tuple[Path, Path],
+                                             tmp_path: Path) -> None:
+    uki = tmp_path / "unsigned.efi"
+    build_uki(UkiOptions(initrd=default_build, output=uki, cmdline="console=ttyS0"))
+    res = boot(BootOptions(uki=uki, secure_boot_cert=vendor_keys[1], echo=False, timeout=120))
+    assert not res.ok
+    assert "refused the boot loader" in res.reason, res.reason
+    assert "Linux version" not in res.console
