@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 APT_PACKAGES=(
   gpgv debian-archive-keyring kmod            # signature checks, depmod
   qemu-system-x86 ovmf swtpm swtpm-tools       # the boot harness
-  cpio zstd xz-utils                           # reference tools for the image format
+  cpio zstd xz-utils lz4                           # reference tools for the image format
   e2fsprogs xfsprogs btrfs-progs dosfstools mtools fdisk gdisk
   cryptsetup-bin erofs-utils squashfs-tools sbsigntool binutils
   busybox-static
@@ -21,7 +21,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-python3 -c 'import rdforge, zstandard, cryptography, pefile, virt.firmware, pytest, xdist' 2>/dev/null && \
+python3 -c 'import rdforge, zstandard, lz4, cryptography, pefile, virt.firmware, pytest, xdist' 2>/dev/null && \
   [ "$(python3 -c 'import rdforge,os;print(os.path.dirname(rdforge.__file__))')" = "$PWD/rdforge" ] || \
   python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 if [ "${1:-}" != "--deps-only" ]; then

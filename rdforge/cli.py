@@ -67,7 +67,8 @@ def _boot(ns: argparse.Namespace) -> int:
                        sysexts=tuple(Path(x) for x in ns.sysext or ()),
                        credentials=tuple(Path(x) for x in ns.credential or ()),
                        smbios_credentials=tuple(ns.set_credential or ()),
-                       forwards=tuple(_forward(x) for x in ns.forward or ()))
+                       forwards=tuple(_forward(x) for x in ns.forward or ()),
+                       tpm_state=Path(ns.tpm) if ns.tpm else None)
     res = boot(opts)
     if ns.json:
         print(json.dumps(res.to_json(), indent=1))
@@ -235,6 +236,8 @@ def parser() -> argparse.ArgumentParser:
                    help="hand a credential to the initrd as /.extra/credentials/ (repeatable)")
     v.add_argument("--set-credential", action="append", metavar="NAME=VALUE",
                    help="a plain credential through qemu's SMBIOS type 11 strings (repeatable)")
+    v.add_argument("--tpm", metavar="STATE-DIR",
+                   help="attach a software TPM 2.0 (swtpm) whose state lives in STATE-DIR")
     v.add_argument("--forward", action="append", metavar="HOSTPORT:GUESTPORT",
                    help="user networking with this TCP port forwarded from 127.0.0.1")
     v.add_argument("--append", help="extra kernel command line")

@@ -46,7 +46,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("add_modules", list, [], "extra kernel modules by name"),
     Setting("exclude_modules", list, [], "kernel modules never to include"),
     Setting("firmware_packages", list, [], "firmware packages to take firmware= files from"),
-    Setting("compression", str, "zstd", "zstd, xz, gzip or none"),
+    Setting("compression", str, "zstd", "zstd, xz, gzip, lz4 or none"),
     Setting("compression_level", int, -1, "compression level (-1: the algorithm's default)"),
     Setting("prune", list, [], "extra glob patterns of paths to drop"),
     Setting("keep", list, [], "glob patterns of paths never to drop"),

@@ -5,10 +5,15 @@ from __future__ import annotations
 import gzip
 import io
 import lzma
+import struct
 
 from rdforge.errors import ConfigError, FormatError
 
-ALGORITHMS = ("zstd", "xz", "gzip", "none")
+ALGORITHMS = ("zstd", "xz", "gzip", "lz4", "none")
+# The kernel reads LZ4 only in the "legacy" framing: this magic, then blocks of up to 8 MiB
+# of input, each preceded by its compressed size.
+LZ4_LEGACY_MAGIC = b"\x02\x21\x4c\x18"
+LZ4_LEGACY_BLOCK = 8 << 20
 
 
 def compress_stream(raw: bytes, algo: str, level: int | None = None) -> bytes:
@@ -30,6 +35,16 @@ def compress_stream(raw: bytes, algo: str, level: int | None = None) -> bytes:
                            filename="") as g:
             g.write(raw)
         return bio.getvalue()
+    if algo == "lz4":
+        import lz4.block  # type: ignore[import-untyped]
+
+        out = bytearray(LZ4_LEGACY_MAGIC)
+        for i in range(0, len(raw), LZ4_LEGACY_BLOCK):
+            blk = lz4.block.compress(raw[i:i + LZ4_LEGACY_BLOCK], mode="high_compression",
+                                     compression=level if level is not None else 9,
+                                     store_size=False)
+            out += struct.pack("<I", len(blk)) + blk
+        return bytes(out)
     if algo == "none":
         return raw
     raise ConfigError(f"unknown compression {algo!r} (choose from {', '.join(ALGORITHMS)})")
@@ -42,6 +57,8 @@ def detect(head: bytes) -> str:
         return "xz"
     if head[:2] == b"\x1f\x8b":
         return "gzip"
+    if head[:4] == LZ4_LEGACY_MAGIC:
+        return "lz4"
     if head[:5] == b"07070":
         return "none"
     return "unknown"
@@ -59,6 +76,20 @@ def decompress(data: bytes) -> bytes:
         return lzma.decompress(data)
     if algo == "gzip":
         return gzip.decompress(data)
+    if algo == "lz4":
+        import lz4.block
+
+        buf = bytearray()
+        pos = 4
+        while pos + 4 <= len(data):
+            (size,) = struct.unpack_from("<I", data, pos)
+            if data[pos:pos + 4] == LZ4_LEGACY_MAGIC:  # a concatenated stream
+                pos += 4
+                continue
+            pos += 4
+            buf += lz4.block.decompress(data[pos:pos + size], uncompressed_size=LZ4_LEGACY_BLOCK)
+            pos += size
+        return bytes(buf)
     if algo == "none":
         return data
     raise FormatError(f"unknown compression (magic {data[:6].hex()})")

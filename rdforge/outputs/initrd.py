@@ -155,9 +155,13 @@ class Builder:
             path = fetch_all([kernel], cfg.offline)[0]
             kidx = kmods.index_kernel_deb(path, kernel.sha256)
         if cfg.modules == "host-only":
-            loaded = [line.split()[0] for line in Path("/proc/modules").read_text().splitlines()]
-            names = tuple(n for n in loaded if n in kidx.modules) + tuple(cfg.add_modules)
-            mods = kmods.select(kidx, (), names, tuple(cfg.exclude_modules))
+            found, sources = kmods.host_modules(kidx)
+            if not sources:
+                raise KernelError("--modules host-only: neither /proc/modules nor /sys/devices "
+                                  "can be read here; use the generic profile")
+            self.p.info(f"host-only: {len(found)} modules from {', '.join(sources)}")
+            mods = kmods.select(kidx, (), tuple(sorted(found)) + tuple(cfg.add_modules),
+                                tuple(cfg.exclude_modules))
         else:
             mods = kmods.select(kidx, kmods.GENERIC_MODULES, tuple(cfg.add_modules),
                                 tuple(cfg.exclude_modules))

@@ -236,3 +236,47 @@ def install(tree: Tree, kidx: KernelIndex, mods: list[Module], decompress: bool 
             if f.name not in ("modules.builtin", "modules.builtin.modinfo", "modules.order"):
                 tree.add(f"{base}/{f.name}", Entry(FILE, 0o644, data=f.read_bytes(),
                                                    package="kernel"))
+
+
+def host_modules(kidx: KernelIndex, sys_root: Path = Path("/sys"),
+                 proc_root: Path = Path("/proc")) -> tuple[set[str], list[str]]:
+    """The modules this machine needs: those loaded now (/proc/modules), those whose aliases
+    match a device's modalias under /sys/devices, and the root file system's. Returns the
+    names found in the kernel index and the sources that could be read."""
+    names: set[str] = set()
+    sources: list[str] = []
+    try:
+        loaded = (proc_root / "modules").read_text().splitlines()
+        names |= {line.split()[0] for line in loaded if line.split()}
+        sources.append(str(proc_root / "modules"))
+    except OSError:
+        pass
+    modaliases: set[str] = set()
+    for f in (sys_root / "devices").rglob("modalias"):
+        try:
+            modaliases.add(f.read_text().strip())
+        except OSError:
+            continue
+    if modaliases:
+        sources.append(f"{len(modaliases)} device modaliases in {sys_root}/devices")
+        by_bus: dict[str, list[tuple[re.Pattern[str], str]]] = {}
+        for m in kidx.modules.values():
+            for a in m.aliases:
+                bus = a.split(":", 1)[0]
+                if "*" in bus or "?" in bus or "[" in bus:
+                    bus = ""
+                by_bus.setdefault(bus, []).append((re.compile(fnmatch.translate(a)), m.name))
+        for ma in sorted(modaliases):
+            bus = ma.split(":", 1)[0]
+            for rx, name in by_bus.get(bus, []) + by_bus.get("", []):
+                if rx.match(ma):
+                    names.add(name)
+    try:
+        for line in (proc_root / "self/mounts").read_text().splitlines():
+            parts = line.split()
+            if len(parts) > 2 and parts[1] == "/":
+                names.add(parts[2])
+                sources.append(f"root file system type {parts[2]}")
+    except OSError:
+        pass
+    return {n.replace("-", "_") for n in names} & set(kidx.modules), sources

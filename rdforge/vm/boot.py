@@ -77,6 +77,7 @@ class BootOptions:
     credentials: tuple[Path, ...] = ()  # handed over as /.extra/credentials/*.cred
     smbios_credentials: tuple[str, ...] = ()  # NAME=VALUE, as SMBIOS type 11 strings
     forwards: tuple[tuple[int, int], ...] = ()  # (host port, guest port): user networking
+    tpm_state: Path | None = None  # attach a TPM 2.0 (swtpm) keeping its state in this dir
     # Called once `expect` appeared, while the VM still runs (to log in over SSH, say);
     # its (ok, reason) is the boot's result.
     while_running: Callable[[], tuple[bool, str]] | None = None
@@ -277,7 +278,48 @@ def boot(opts: BootOptions) -> BootResult:
                     accel)
 
 
+def start_swtpm(state: Path, sock: Path) -> subprocess.Popen[bytes]:
+    """A software TPM 2.0 for qemu; its state directory persists across boots."""
+    exe = shutil.which("swtpm")
+    if exe is None:
+        raise BootError("swtpm is not installed (apt-get install swtpm)")
+    state.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([exe, "socket", "--tpm2", "--tpmstate", f"dir={state}",
+                             "--ctrl", f"type=unixio,path={sock}", "--flags", "startup-clear"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(100):
+        if sock.exists():
+            return proc
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise BootError(f"swtpm failed to start: {err.strip()}")
+        time.sleep(0.05)
+    proc.kill()
+    raise BootError("swtpm did not create its socket")
+
+
+def tpm_args(sock: Path) -> list[str]:
+    return ["-chardev", f"socket,id=chrtpm,path={sock}", "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
+            "-device", "tpm-tis,tpmdev=tpm0"]
+
+
 def _run(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
+    if opts.tpm_state is None:
+        return _run_qemu(opts, cmd, accel)
+    with tempfile.TemporaryDirectory(prefix="rdforge-tpm-") as tmp:
+        sock = Path(tmp, "swtpm.sock")
+        tpm = start_swtpm(opts.tpm_state, sock)
+        try:
+            return _run_qemu(opts, cmd + tpm_args(sock), accel)
+        finally:
+            tpm.terminate()
+            try:
+                tpm.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                tpm.kill()
+
+
+def _run_qemu(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
     expect = opts.expect or MARKER
     start = time.monotonic()
     phases: dict[str, float] = {}

@@ -81,3 +81,14 @@ def test_luks2_root_unlocked_with_passphrase_typed_on_console(default_build: Pat
     assert re.search(r"Finished systemd-cryptsetup@cryptr.*Cryptography Setup for cryptroot",
                      res.console)
     assert "Check on /dev/mapper/cryptroot" in res.console  # the root came from the mapping
+
+
+@pytest.mark.parametrize("compression", ["lz4", "xz"])
+def test_other_compressions_boot(tmp_path: Path, compression: str) -> None:
+    from rdforge.config import Config
+    from rdforge.outputs.initrd import build
+
+    img = tmp_path / "initrd.img"
+    build(Config(output=str(img), lock=str(tmp_path / "rdforge.lock"), compression=compression))
+    ok, reason, console = _boot(img)
+    assert ok, f"{compression}: {reason}\n{console[-3000:]}"
