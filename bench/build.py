@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Build and boot benchmark: prints a table of wall time, peak RSS, image size and boot time.
 
-    python3 bench/build.py [--rounds 3] [--boot] [--chroot DIR]
+    python3 bench/build.py [--rounds 3] [--boot] [--chroot DIR [--make-chroot]]
 
 rdforge cold (empty cache) and warm builds are always measured. With --chroot DIR (a trixie
 tree with initramfs-tools and dracut installed, e.g. made by
 `mmdebstrap --include=linux-image-amd64,initramfs-tools,dracut trixie DIR`), mkinitramfs and
-dracut are run inside it on the same kernel, in the same run, and reported as ratios. With
+dracut are run inside it on the same kernel, in the same run, and reported as ratios.
+--make-chroot creates DIR first with mmdebstrap from the host's apt sources (trixie and
+trixie-security, so the kernel is the one rdforge picks). With
 --boot every image is booted (interleaved rounds, medians) on the same kernel and test root.
 Machines here are noisy: compare the ratios, not numbers from another day.
 """
@@ -36,12 +38,40 @@ def rdforge(out: Path, lock: Path) -> list[str]:
     return [sys.executable, "-m", "rdforge.cli", "build", "-q", "-o", str(out), "--lock", str(lock)]
 
 
+def make_chroot(path: Path) -> None:
+    """A trixie tree with the kernel, initramfs-tools and dracut-core, made by mmdebstrap."""
+    from rdforge.config import Config
+    from rdforge.sources.plan import archive_sources
+
+    lines = [f"deb {s.uri} {' '.join(s.suites)} main" for s in archive_sources(Config())]
+    subprocess.run(["mmdebstrap", "--variant=apt", "--include=linux-image-amd64,initramfs-tools,"
+                    "dracut-core,zstd,busybox,systemd", "trixie", str(path), *lines], check=True)
+
+
+class Mounted:
+    """/proc, /sys and /dev bound into the chroot while the peers run."""
+
+    def __init__(self, root: Path) -> None:
+        self.points = [root / "proc", root / "sys", root / "dev"]
+
+    def __enter__(self) -> None:
+        for src, dst in zip(("/proc", "/sys", "/dev"), self.points, strict=True):
+            subprocess.run(["mount", "--bind", src, str(dst)], check=True)
+
+    def __exit__(self, *exc: object) -> None:
+        for dst in reversed(self.points):
+            subprocess.run(["umount", "-l", str(dst)], check=False)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--boot", action="store_true")
     ap.add_argument("--chroot", type=Path)
+    ap.add_argument("--make-chroot", action="store_true")
     ns = ap.parse_args()
+    if ns.make_chroot:
+        make_chroot(ns.chroot)
     work = Path(tempfile.mkdtemp(prefix="rdforge-bench-"))
     rows: list[tuple[str, float, float, int]] = []
     images: dict[str, Path] = {}
@@ -60,13 +90,19 @@ def main() -> int:
 
     if ns.chroot:
         kver = sorted(os.listdir(ns.chroot / "usr/lib/modules"))[-1]
+        import json
+
+        ours = json.loads((work / "warm.img.manifest.json").read_text())["kernel_version"]
+        if kver != ours:
+            sys.exit(f"the chroot has kernel {kver}, rdforge built for {ours}: update the chroot")
         peers = {
             "mkinitramfs": ["chroot", str(ns.chroot), "mkinitramfs", "-o", "/tmp/peer.img", kver],
-            "dracut": ["chroot", str(ns.chroot), "dracut", "-f", "--reproducible",
+            "dracut": ["chroot", str(ns.chroot), "dracut", "-f", "--reproducible", "--no-hostonly",
                        "/tmp/peer.img", kver],
         }
         for name, cmd in peers.items():
-            runs = [timed(cmd) for _ in range(ns.rounds)]
+            with Mounted(ns.chroot):
+                runs = [timed(cmd) for _ in range(ns.rounds)]
             img = work / f"{name}.img"
             img.write_bytes((ns.chroot / "tmp/peer.img").read_bytes())
             rows.append((name, statistics.median(w for w, _ in runs), max(r for _, r in runs),

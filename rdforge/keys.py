@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -27,6 +27,21 @@ class SigningKey:
     def fingerprint(self) -> str:
         """SHA-256 of the certificate's DER form, as the verity-sig partition names it."""
         return hashlib.sha256(self.cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+    def sign_pkcs1_sha256(self, data: bytes) -> bytes:
+        return self.key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+    @property
+    def cert_der(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def issuer_der(self) -> bytes:
+        return self.cert.issuer.public_bytes()
+
+    @property
+    def serial(self) -> int:
+        return self.cert.serial_number
 
     def sign_detached(self, data: bytes) -> bytes:
         """DER PKCS#7 over data, detached, without signed attributes (so it is deterministic

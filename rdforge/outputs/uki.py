@@ -1,24 +1,23 @@
 """`rdforge uki` and `rdforge addon`: Unified Kernel Images from the distribution's own stub
 (systemd-boot-efi), the kernel the initrd's modules came from, the initrd, the command line
-and os-release; signed for Secure Boot with sbsign.
+and os-release; signed for Secure Boot (Authenticode).
 
 Sections, in the order systemd's ukify writes them: .osrel .cmdline .uname .linux .initrd,
-then .sbat (the stub's, the kernel's and a UKI line merged) in place of the stub's .sbat."""
+then .sbat (the stub's, the kernel's and a UKI line merged) in place of the stub's .sbat.
+Signing is Authenticode, written by rdforge without a signing time: signed images are
+reproducible too."""
 
 from __future__ import annotations
 
 import json
 import re
 import shlex
-import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from rdforge.config import Config
 from rdforge.errors import RdforgeError
-from rdforge.formats import pe
+from rdforge.formats import authenticode, pe
 from rdforge.formats.deb import DebFile
 from rdforge.fsutil import write_atomic
 from rdforge.keys import load_signing_key
@@ -85,18 +84,9 @@ def stub_from_archive(release: str, arch: str, addon: bool, offline: bool,
 
 
 def sign(image: bytes, key: Path, cert: Path) -> bytes:
-    """Authenticode signature with sbsign (sbsigntool)."""
-    load_signing_key(key, cert)  # a clear error for a wrong or mismatched key first
-    if not shutil.which("sbsign"):
-        raise UkiError("sbsign is not installed (apt-get install sbsigntool)")
-    with tempfile.TemporaryDirectory(prefix="rdforge-sign-") as tmp:
-        src, dst = Path(tmp, "in.efi"), Path(tmp, "out.efi")
-        src.write_bytes(image)
-        r = subprocess.run(["sbsign", "--key", str(key), "--cert", str(cert), "--output", str(dst),
-                            str(src)], capture_output=True, text=True)
-        if r.returncode != 0:
-            raise UkiError(f"sbsign failed: {(r.stderr or r.stdout).strip()}")
-        return dst.read_bytes()
+    """Authenticode signature written by rdforge (deterministic; sbverify and UEFI firmware
+    verify it)."""
+    return authenticode.sign(image, load_signing_key(key, cert))
 
 
 def build_uki(o: UkiOptions) -> dict[str, object]:

@@ -87,10 +87,21 @@ def test_signed_uki_verifies_and_a_flipped_byte_does_not(default_build: Path,
     assert info["signers"] == ["CN=rdforge test vendor"] and info["cmdline"] == "quiet"
 
 
-def test_unsigned_uki_is_reproducible(default_build: Path, tmp_path: Path) -> None:
+def test_signed_and_unsigned_ukis_are_reproducible(default_build: Path,
+                                                   vendor_keys: tuple[Path, Path],
+                                                   tmp_path: Path) -> None:
     for n in ("a", "b"):
         build_uki(UkiOptions(initrd=default_build, output=tmp_path / f"{n}.efi", cmdline="x"))
+        build_uki(UkiOptions(initrd=default_build, output=tmp_path / f"{n}.signed.efi",
+                             cmdline="x", key=vendor_keys[0], cert=vendor_keys[1]))
     assert (tmp_path / "a.efi").read_bytes() == (tmp_path / "b.efi").read_bytes()
+    assert (tmp_path / "a.signed.efi").read_bytes() == (tmp_path / "b.signed.efi").read_bytes()
+    # The signed image is the unsigned one plus the certificate table (and its directory entry).
+    unsigned = (tmp_path / "a.efi").read_bytes()
+    signed = bytearray((tmp_path / "a.signed.efi").read_bytes())
+    entry = PE.parse(unsigned).opt_offset + 112 + 4 * 8
+    signed[entry:entry + 8] = bytes(8)
+    assert signed[:len(unsigned)] == unsigned
 
 
 def test_addon_is_byte_identical_to_ukify_and_signed(ukify: Path, vendor_keys: tuple[Path, Path],
