@@ -304,6 +304,18 @@ def tpm_args(sock: Path) -> list[str]:
 
 
 def _run(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
+    res = _run_once(opts, cmd, accel)
+    if not res.ok and res.reason.startswith("kernel panic") and "initrd" not in res.phases:
+        # The kernel died before it ran anything of the image: software emulation's own
+        # flakiness (its code patching under multi-threaded TCG), not the initrd. Once more,
+        # and say so.
+        again = _run_once(opts, cmd, accel)
+        again.reason += f" (after a retry: the first boot panicked before /init: {res.reason})"
+        return again
+    return res
+
+
+def _run_once(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
     if opts.tpm_state is None:
         return _run_qemu(opts, cmd, accel)
     with tempfile.TemporaryDirectory(prefix="rdforge-tpm-") as tmp:
