@@ -256,7 +256,7 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     p.phase("archive", f"cpio + {cfg.compression}")
     raw = tree_to_cpio(b.tree, epoch)
     level = cfg.compression_level if cfg.compression_level >= 0 else None
-    image = compress.compress_stream(raw, cfg.compression, level)
+    image = compressed(raw, cfg.compression, level)
     out = Path(cfg.output)
     sha = hashlib.sha256(image).hexdigest()
     manifest: dict[str, object] = {
@@ -284,6 +284,30 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     total = p.done()
     timings["total"] = total
     return BuildResult(out, len(image), sha, pkgs, kver, len(mods), len(b.tree), manifest, timings)
+
+
+COMPRESSED_KEEP = 8  # images kept in the compression cache
+
+
+def compressed(raw: bytes, algo: str, level: int | None) -> bytes:
+    """The compressed archive, from the cache when these exact bytes were compressed the same
+    way before (a rebuild of an unchanged image then skips the slowest step)."""
+    from rdforge.sources.cache import cache_root
+
+    key = hashlib.sha256(raw + f"|{algo}|{level}|v1".encode()).hexdigest()
+    d = cache_root() / "compressed"
+    hit = d / key
+    if hit.exists():
+        data = hit.read_bytes()
+        if compress.detect(data) == algo:
+            os.utime(hit)
+            return data
+    data = compress.compress_stream(raw, algo, level)
+    write_atomic(hit, data)
+    old = sorted(d.iterdir(), key=lambda f: f.stat().st_mtime)[:-COMPRESSED_KEEP]
+    for f in old:
+        f.unlink(missing_ok=True)
+    return data
 
 
 def tree_to_cpio(tree: Tree, mtime: int) -> bytes:

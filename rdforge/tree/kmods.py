@@ -203,7 +203,38 @@ def select(kidx: KernelIndex, patterns: tuple[str, ...], names: tuple[str, ...] 
 
 
 def install(tree: Tree, kidx: KernelIndex, mods: list[Module], decompress: bool = True) -> None:
-    """Put the modules into usr/lib/modules/KVER and generate the indexes with depmod."""
+    """Put the modules into usr/lib/modules/KVER and generate the indexes with depmod. The
+    result for a given kernel and module set is kept in the kernel's cache directory, so a
+    warm build neither decompresses modules nor runs depmod again."""
+    import hashlib
+    import pickle
+
+    import zstandard
+
+    from rdforge.fsutil import write_atomic
+
+    base = f"usr/lib/modules/{kidx.kver}"
+    key = hashlib.sha256(json.dumps([decompress, sorted(m.path for m in mods)]).encode()).hexdigest()
+    stored = kidx.root / "installed" / f"{key[:32]}.pickle.zst"
+    if stored.exists():
+        try:
+            files: dict[str, bytes] = pickle.loads(
+                zstandard.ZstdDecompressor().decompress(stored.read_bytes()))
+            for rel, data in sorted(files.items()):
+                tree.add(f"{base}/{rel}", Entry(FILE, 0o644, data=data, package="kernel"))
+            return
+        except Exception:  # a damaged cache entry: install afresh
+            stored.unlink(missing_ok=True)
+    staged = Tree()
+    _install_fresh(staged, kidx, mods, decompress)
+    files = {p[len(base) + 1:]: e.data for p, e in staged.entries.items() if e.kind == FILE}
+    write_atomic(stored, zstandard.ZstdCompressor(level=1, threads=-1).compress(
+        pickle.dumps(files, protocol=pickle.HIGHEST_PROTOCOL)))
+    for rel, data in sorted(files.items()):
+        tree.add(f"{base}/{rel}", Entry(FILE, 0o644, data=data, package="kernel"))
+
+
+def _install_fresh(tree: Tree, kidx: KernelIndex, mods: list[Module], decompress: bool) -> None:
     base = f"usr/lib/modules/{kidx.kver}"
     depmod = shutil.which("depmod") or shutil.which("/usr/sbin/depmod") or "/sbin/depmod"
     if not os.path.exists(depmod):

@@ -37,6 +37,9 @@ PHASES: tuple[tuple[str, str], ...] = (
     ("kernel", r"Linux version \d"),
     ("initrd", r"Run /init as init process"),
     ("systemd", r"systemd \d+[.\d]* running in system mode"),
+    ("udevd", r"Started .*Device Events and Files"),
+    ("root-device", r"Reached target .*Initrd Root Device"),
+    ("root-mounted", r"Reached target .*Initrd Root File System"),
     ("initrd.target", r"Reached target .*Initrd Default Target"),
     # Status lines shorten long unit names to the console width; the description stays.
     ("switch-root", r"Starting .*Switch Root|Switching root\."),

@@ -61,11 +61,20 @@ def test_reproducible_across_directories_tz_umask_locale(tmp_path: Path,
         d = tmp_path / f"dir{i}" / "nested"
         d.mkdir(parents=True)
         out = d / "initrd.img"
+        # Downloads are shared; unpacking and compression run afresh in each build (their
+        # caches would otherwise hand the second build the first one's results).
+        from rdforge.sources.cache import cache_root
+
+        cache = tmp_path / f"cache{i}"
+        cache.mkdir()
+        for sub in ("blobs", "dists", "index", "kernels"):
+            if (cache_root() / sub).exists():
+                (cache / sub).symlink_to(cache_root() / sub)
         cmd = (f"umask {umask}; exec {sys.executable} -m rdforge.cli build --locked --offline "
                f"--lock {lock} -o {out} -q")
         r = subprocess.run(["bash", "-c", cmd], cwd=d, capture_output=True, text=True,
                            env={**os.environ, "TZ": tz, "LANG": lang, "LC_ALL": lang,
-                                "HOSTNAME": f"host{i}"})
+                                "HOSTNAME": f"host{i}", "RDFORGE_CACHE": str(cache)})
         assert r.returncode == 0, r.stderr
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
