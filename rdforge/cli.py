@@ -193,6 +193,15 @@ def _addon(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _pe_output_args(p: argparse.ArgumentParser, default_output: str) -> None:
+    """Signing, offline and output flags shared by `uki` and `addon`."""
+    p.add_argument("--key", help="Secure Boot signing key (PEM)")
+    p.add_argument("--cert", help="its certificate (PEM)")
+    p.add_argument("--offline", action="store_true", help="the stub from the package cache only")
+    p.add_argument("-o", dest="output", default=default_output)
+    p.add_argument("--json", action="store_true")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rdforge", description=__doc__)
     p.add_argument("--version", action="version", version=f"rdforge {__version__}")
@@ -285,22 +294,14 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--cmdline", default="", help="kernel command line in the image")
     u.add_argument("--kernel", help="vmlinuz (default: the initrd's kernel package, cached)")
     u.add_argument("--kernel-version", help="the kernel version (default: the initrd's)")
-    u.add_argument("--key", help="Secure Boot signing key (PEM)")
-    u.add_argument("--cert", help="its certificate (PEM)")
-    u.add_argument("--offline", action="store_true")
-    u.add_argument("-o", dest="output", default="vmlinuz.efi")
-    u.add_argument("--json", action="store_true")
+    _pe_output_args(u, "vmlinuz.efi")
     u.set_defaults(func=_uki)
 
     a = sub.add_parser("addon", help="a UKI addon carrying extra kernel command line")
     a.add_argument("--cmdline", required=True)
-    a.add_argument("--key", help="Secure Boot signing key (PEM)")
-    a.add_argument("--cert", help="its certificate (PEM)")
     a.add_argument("--release", default="trixie", help="the release whose stub to use")
     a.add_argument("--arch", default="amd64")
-    a.add_argument("--offline", action="store_true")
-    a.add_argument("-o", dest="output", default="cmdline.addon.efi")
-    a.add_argument("--json", action="store_true")
+    _pe_output_args(a, "cmdline.addon.efi")
     a.set_defaults(func=_addon)
 
     c = sub.add_parser("credential", help="make a systemd credential (or --show one)")

@@ -11,7 +11,7 @@ import pytest
 from rdforge.formats import creds
 from rdforge.outputs.sysext import SysextOptions, build_sysext
 from rdforge.outputs.uki import UkiOptions, build_addon, build_uki
-from rdforge.vm.boot import BootOptions, boot, default_root
+from rdforge.vm.boot import BootOptions, BootResult, boot, default_root
 from rdforge.vm.rootfs import LABEL
 
 pytestmark = [pytest.mark.boot, pytest.mark.integration]
@@ -25,25 +25,36 @@ ExecStart=/usr/bin/bash -c "echo RDFORGE-UKI-SYSEXT > /dev/console"
 """
 
 
-def test_uki_boots_with_sysext_credential_and_addon_from_extra_d(
-        trusted_build: Path, vendor_keys: tuple[Path, Path], tmp_path: Path) -> None:
-    uki = tmp_path / "vmlinuz.efi"
-    build_uki(UkiOptions(initrd=trusted_build, output=uki,
-                         cmdline=f"console=ttyS0 panic=-1 root=LABEL={LABEL} rw",
-                         key=vendor_keys[0], cert=vendor_keys[1]))
-    addon = tmp_path / "debug.addon.efi"
-    build_addon("rdforge.addon_marker=1", addon, key=vendor_keys[0], cert=vendor_keys[1])
-    (tmp_path / "m.service").write_text(UNIT)
-    sysext = tmp_path / "ukimark.raw"
-    build_sysext(SysextOptions(name="ukimark", base=trusted_build, output=sysext,
-                               files={"usr/lib/systemd/system/m.service": str(tmp_path / "m.service")},
-                               enable=["m.service"], key=vendor_keys[0], cert=vendor_keys[1]))
-    cred = tmp_path / "rdforge.test.cred"
-    cred.write_bytes(creds.armor(creds.encrypt("rdforge.test", b"hello")))
-    opts = BootOptions(uki=uki, esp_extra=(addon, sysext, cred), echo=False, timeout=300)
+def _signed_uki_and_sysext(base: Path, keys: tuple[Path, Path], tmp: Path) -> tuple[Path, Path]:
+    """A signed UKI of `base` booting the test root, and a signed sysext whose unit prints
+    RDFORGE-UKI-SYSEXT."""
+    uki = tmp / "vmlinuz.efi"
+    build_uki(UkiOptions(initrd=base, output=uki, cmdline=f"console=ttyS0 panic=-1 root=LABEL={LABEL} rw",
+                         key=keys[0], cert=keys[1]))
+    (tmp / "m.service").write_text(UNIT)
+    sysext = tmp / "ukimark.raw"
+    build_sysext(SysextOptions(name="ukimark", base=base, output=sysext,
+                               files={"usr/lib/systemd/system/m.service": str(tmp / "m.service")},
+                               enable=["m.service"], key=keys[0], cert=keys[1]))
+    return uki, sysext
+
+
+def _boot_to_root(opts: BootOptions) -> BootResult:
     opts.root_image = default_root(opts)
     res = boot(opts)
     assert res.ok, res.reason + res.console[-3000:]
+    return res
+
+
+def test_uki_boots_with_sysext_credential_and_addon_from_extra_d(
+        trusted_build: Path, vendor_keys: tuple[Path, Path], tmp_path: Path) -> None:
+    uki, sysext = _signed_uki_and_sysext(trusted_build, vendor_keys, tmp_path)
+    addon = tmp_path / "debug.addon.efi"
+    build_addon("rdforge.addon_marker=1", addon, key=vendor_keys[0], cert=vendor_keys[1])
+    cred = tmp_path / "rdforge.test.cred"
+    cred.write_bytes(creds.armor(creds.encrypt("rdforge.test", b"hello")))
+    res = _boot_to_root(BootOptions(uki=uki, esp_extra=(addon, sysext, cred), echo=False,
+                                    timeout=300))
     assert "EFI stub: Loaded initrd" in res.console
     assert re.search(r"Kernel command line: .*rdforge\.addon_marker=1", res.console)
     assert "Received untrusted credentials: rdforge.test" in res.console
@@ -56,20 +67,9 @@ def test_secure_boot_runs_the_signed_uki_and_the_kernel_trusts_db_for_sysexts(
     """With the vendor certificate in db, firmware runs the signed UKI, Linux puts the
     certificate in its platform keyring, and dm-verity checks a sysext's signature in the
     kernel: this initrd has no /etc/verity.d, so no other path could accept it."""
-    uki = tmp_path / "vmlinuz.efi"
-    build_uki(UkiOptions(initrd=default_build, output=uki,
-                         cmdline=f"console=ttyS0 panic=-1 root=LABEL={LABEL} rw",
-                         key=vendor_keys[0], cert=vendor_keys[1]))
-    (tmp_path / "m.service").write_text(UNIT)
-    sysext = tmp_path / "ukimark.raw"
-    build_sysext(SysextOptions(name="ukimark", base=default_build, output=sysext,
-                               files={"usr/lib/systemd/system/m.service": str(tmp_path / "m.service")},
-                               enable=["m.service"], key=vendor_keys[0], cert=vendor_keys[1]))
-    opts = BootOptions(uki=uki, esp_extra=(sysext,), secure_boot_cert=vendor_keys[1], echo=False,
-                       timeout=300)
-    opts.root_image = default_root(opts)
-    res = boot(opts)
-    assert res.ok, res.reason + res.console[-3000:]
+    uki, sysext = _signed_uki_and_sysext(default_build, vendor_keys, tmp_path)
+    res = _boot_to_root(BootOptions(uki=uki, esp_extra=(sysext,), secure_boot_cert=vendor_keys[1],
+                                    echo=False, timeout=300))
     assert "secureboot: Secure boot enabled" in res.console
     assert re.search(r"integrity: Loaded X\.509 cert 'rdforge test vendor", res.console)
     assert "RDFORGE-UKI-SYSEXT" in res.console
