@@ -20,10 +20,10 @@ from rdforge.sources.aptconf import DEFAULT_KEYRING, AptSource
 from rdforge.sources.cache import BlobCache, cache_root, fetch_bytes
 from rdforge.sources.deb822 import parse_stanzas
 
-INDEX_FORMAT = 3  # bump when Package changes shape
+INDEX_FORMAT = 4  # bump when Package changes shape
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Package:
     """One binary package record of an index, with where to fetch it from."""
 
