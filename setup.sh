@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 APT_PACKAGES=(
-  gpgv debian-archive-keyring kmod            # signature checks, depmod
+  gpgv gpg gpg-agent debian-archive-keyring kmod  # signature checks (and test archives), depmod
   qemu-system-x86 ovmf swtpm swtpm-tools       # the boot harness
   cpio zstd xz-utils lz4                           # reference tools for the image format
   e2fsprogs xfsprogs btrfs-progs dosfstools mtools fdisk gdisk

@@ -308,7 +308,7 @@ def tpm_args(sock: Path) -> list[str]:
 
 def _run(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
     res = _run_once(opts, cmd, accel)
-    if not res.ok and res.reason.startswith("kernel panic") and "initrd" not in res.phases:
+    if not res.ok and "Kernel panic - not syncing" in res.console and "initrd" not in res.phases:
         # The kernel died before it ran anything of the image: software emulation's own
         # flakiness (its code patching under multi-threaded TCG), not the initrd. Once more,
         # and say so.
