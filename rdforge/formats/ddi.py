@@ -52,7 +52,7 @@ class DdiResult:
     signed: bool
 
 
-def _uuid(seed: bytes, what: str) -> uuidlib.UUID:
+def derived_uuid(seed: bytes, what: str) -> uuidlib.UUID:
     """A version-4-shaped UUID derived from seed (no randomness: reproducible)."""
     h = bytearray(hashlib.sha256(what.encode() + b"\0" + seed).digest()[:16])
     h[6] = (h[6] & 0x0F) | 0x40
@@ -82,7 +82,7 @@ def make_ddi(fs_image: Path, out: Path, name: str, arch: str = "x86-64",
     data += b"\0" * (-len(data) % BLOCK)
     fs_sha = hashlib.sha256(data).digest()
     params = verity.VerityParams(salt=hashlib.sha256(b"rdforge verity salt\0" + fs_sha).digest(),
-                                 uuid=_uuid(fs_sha, "verity superblock"))
+                                 uuid=derived_uuid(fs_sha, "verity superblock"))
     hashdev = io.BytesIO()
     res = verity.format_hash_device(io.BytesIO(data), len(data), params, hashdev)
     root_hex = res.root_hash.hex()
@@ -98,12 +98,12 @@ def make_ddi(fs_image: Path, out: Path, name: str, arch: str = "x86-64",
     contents = [data, hash_bytes]
     if signer is not None:
         sig = signature_json(root_hex, signer)
-        parts.append(gpt.Partition(uuidlib.UUID(types[2]), _uuid(res.root_hash, "verity-sig"),
+        parts.append(gpt.Partition(uuidlib.UUID(types[2]), derived_uuid(res.root_hash, "verity-sig"),
                                    f"{label}-verity-sig"[:36], len(sig), gpt.ATTR_READ_ONLY))
         contents.append(sig)
     placed, total = gpt.layout(parts)
     buf = io.BytesIO()
-    gpt.write_table(buf, placed, total, _uuid(res.root_hash, "disk"))
+    gpt.write_table(buf, placed, total, derived_uuid(res.root_hash, "disk"))
     for pl, content in zip(placed, contents, strict=True):
         buf.seek(pl.offset)
         buf.write(content)

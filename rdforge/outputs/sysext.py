@@ -158,7 +158,7 @@ def _materialize(tree: Tree, root: Path) -> None:
 
 
 def make_fs(tree: Tree, out: Path, fs: str, epoch: int, seed: bytes) -> None:
-    fs_uuid = ddi._uuid(seed, "file system")
+    fs_uuid = ddi.derived_uuid(seed, "file system")
     with tempfile.TemporaryDirectory(prefix="rdforge-sysext-") as tmp:
         root = Path(tmp, "root")
         root.mkdir()
