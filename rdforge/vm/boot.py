@@ -173,10 +173,7 @@ OVMF_DIR = Path("/usr/share/OVMF")
 
 
 def kernel_args(opts: BootOptions, kernel: Path, initrd: Path, root: Path | None) -> list[str]:
-    # Status lines always on: systemd's "auto" hides them when a boot happens to be quick,
-    # and what the harness reports (and tests check) must not depend on the machine's load.
-    cmdline = " ".join(x for x in ("console=ttyS0", "panic=-1", "systemd.show_status=1",
-                                    opts.root_arg if root else "",
+    cmdline = " ".join(x for x in ("console=ttyS0", "panic=-1", opts.root_arg if root else "",
                                     "rw", opts.append) if x)
     return ["-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline]
 
