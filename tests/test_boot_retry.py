@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,42 @@ def test_panic_after_init_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> Non
     calls = _fake([BootResult(False, "kernel panic: x", 5.0, {"initrd": 3.0}, PANIC)], monkeypatch)
     res = vmboot._run(BootOptions(initrd=Path("x")), [], "tcg")
     assert len(calls) == 1 and not res.ok and "retry" not in res.reason
+
+
+def test_stall_before_init_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    stalled = BootResult(False, f"{vmboot.STALLED}: no console output for 61s", 70.0,
+                         {"kernel": 0.5}, "[ 1.1] pci 0000:00:01.0: BAR 0\n")
+    calls = _fake([stalled, BootResult(True, "marker appeared", 9.0, {"initrd": 3.0})], monkeypatch)
+    res = vmboot._run(BootOptions(initrd=Path("x")), [], "tcg")
+    assert len(calls) == 2 and res.ok and "stalled before /init" in res.reason
+
+
+def _fake_qemu(script: str) -> list[str]:
+    return [sys.executable, "-c", script]
+
+
+def test_silent_kernel_is_reported_as_stalled_not_left_to_time_out() -> None:
+    cmd = _fake_qemu("import sys,time; print('Linux version 6.12', flush=True); time.sleep(30)")
+    opts = BootOptions(initrd=Path("x"), echo=False, timeout=20, stall_seconds=1.5)
+    t0 = time.monotonic()
+    res = vmboot._run_qemu(opts, cmd, "tcg")
+    assert not res.ok and res.reason.startswith(vmboot.STALLED)
+    assert time.monotonic() - t0 < 10
+
+
+def test_silence_after_init_is_not_a_stall() -> None:
+    # systemd may rightly wait quietly for a device once /init runs.
+    cmd = _fake_qemu("import time; print('Linux version 6.12', flush=True);"
+                     "print('Run /init as init process', flush=True); time.sleep(30)")
+    opts = BootOptions(initrd=Path("x"), echo=False, timeout=4, stall_seconds=1)
+    res = vmboot._run_qemu(opts, cmd, "tcg")
+    assert not res.ok and res.reason.startswith("timed out")
+
+
+def test_rcu_stall_before_init_is_reported_as_stalled() -> None:
+    cmd = _fake_qemu("import time; print('Linux version 6.12', flush=True);"
+                     "print('rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:', flush=True);"
+                     "time.sleep(30)")
+    opts = BootOptions(initrd=Path("x"), echo=False, timeout=20)
+    res = vmboot._run_qemu(opts, cmd, "tcg")
+    assert not res.ok and "RCU stall" in res.reason

@@ -85,6 +85,9 @@ class BootOptions:
     # its (ok, reason) is the boot's result.
     while_running: Callable[[], tuple[bool, str]] | None = None
     stop_on_fail: bool = True
+    # Once the kernel writes to the console, it reaches /init within seconds even under
+    # emulation; this long a silence before /init is a stalled emulator, not a slow image.
+    stall_seconds: float = 60
 
 
 @dataclass
@@ -306,14 +309,21 @@ def tpm_args(sock: Path) -> list[str]:
             "-device", "tpm-tis,tpmdev=tpm0"]
 
 
+STALLED = "the kernel stalled before /init"
+RCU_STALL = re.compile(r"rcu: INFO: rcu_\w+ detected stalls")
+
+
 def _run(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
     res = _run_once(opts, cmd, accel)
-    if not res.ok and "Kernel panic - not syncing" in res.console and "initrd" not in res.phases:
-        # The kernel died before it ran anything of the image: software emulation's own
-        # flakiness (its code patching under multi-threaded TCG), not the initrd. Once more,
-        # and say so.
+    if res.ok or "initrd" in res.phases:
+        return res
+    if "Kernel panic - not syncing" in res.console or res.reason.startswith(STALLED):
+        # The kernel died or hung before it ran anything of the image: software emulation's
+        # own flakiness (its code patching under multi-threaded TCG), not the initrd. Once
+        # more, and say so.
+        what = "stalled" if res.reason.startswith(STALLED) else "panicked"
         again = _run_once(opts, cmd, accel)
-        again.reason += f" (after a retry: the first boot panicked before /init: {res.reason})"
+        again.reason += f" (after a retry: the first boot {what} before /init: {res.reason})"
         return again
     return res
 
@@ -349,6 +359,7 @@ def _run_qemu(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
     inputs = list(opts.console_input)
     ok, reason = False, f"timed out after {opts.timeout:.0f}s"
     scan_from = 0
+    last_output = start
     worker: concurrent.futures.ThreadPoolExecutor | None = None
     action: concurrent.futures.Future[tuple[bool, str]] | None = None
     fail_rx = [(re.compile(p), why) for p, why in FAILURES]
@@ -377,7 +388,15 @@ def _run_qemu(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
                 ok, reason = action.result()
                 break
             if not chunk:
+                silent = time.monotonic() - last_output
+                if "kernel" in phases and "initrd" not in phases and silent > opts.stall_seconds:
+                    reason = f"{STALLED}: no console output for {silent:.0f}s"
+                    break
                 continue
+            last_output = time.monotonic()
+            if "initrd" not in phases and RCU_STALL.search(chunk.decode("utf-8", "replace")):
+                reason = f"{STALLED}: the kernel reported an RCU stall"
+                break
             text = ANSI.sub("", chunk.decode("utf-8", "replace"))
             console += text
             if opts.echo:
