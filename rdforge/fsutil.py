@@ -23,3 +23,14 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def read_local_file(path: Path, what: str) -> tuple[bytes, int]:
+    """Content and permission bits of a local file going into an image; a missing or
+    unreadable one is a user error naming `what`."""
+    from rdforge.errors import RdforgeError
+
+    try:
+        return path.read_bytes(), path.stat().st_mode & 0o777
+    except OSError as e:
+        raise RdforgeError(f"{what} {path}: {e.strerror}") from None

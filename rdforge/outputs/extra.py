@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import io
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from rdforge.errors import RdforgeError
 from rdforge.formats import cpio
 
 
-def extra_cpio(sysexts: list[Path] = (), credentials: list[Path] = ()) -> bytes:  # type: ignore[assignment]
+def extra_cpio(sysexts: Sequence[Path] = (), credentials: Sequence[Path] = ()) -> bytes:
     entries = [cpio.CpioEntry(".extra", stat.S_IFDIR | 0o555)]
     for folder, files, mode in (("sysext", sysexts, 0o444), ("credentials", credentials, 0o400)):
         if not files:

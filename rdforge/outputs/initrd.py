@@ -13,7 +13,7 @@ from rdforge.config import Config
 from rdforge.errors import CheckError, HashMismatch, KernelError, RdforgeError
 from rdforge.formats import compress, cpio
 from rdforge.formats.elf import is_elf, read_elf
-from rdforge.fsutil import write_atomic
+from rdforge.fsutil import read_local_file, write_atomic
 from rdforge.progress import Progress
 from rdforge.sources import lock as lockfile
 from rdforge.sources.archive import Package
@@ -208,11 +208,7 @@ class Builder:
 
     def local_files(self) -> None:
         for dest, src in sorted(self.cfg.files.items()):
-            try:
-                data = Path(src).read_bytes()
-                mode = Path(src).stat().st_mode & 0o777
-            except OSError as e:
-                raise RdforgeError(f"extra file {src}: {e.strerror}") from None
+            data, mode = read_local_file(Path(src), "extra file")
             self.tree.add(dest.lstrip("/"), Entry(FILE, mode, data=data, package="config"))
         for i, cert in enumerate(self.cfg.trust):
             try:

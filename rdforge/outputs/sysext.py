@@ -19,7 +19,7 @@ from pathlib import Path
 from rdforge.config import Config
 from rdforge.errors import SysextError
 from rdforge.formats import ddi
-from rdforge.fsutil import write_atomic
+from rdforge.fsutil import read_local_file, write_atomic
 from rdforge.keys import SigningKey, load_signing_key
 from rdforge.progress import Progress
 from rdforge.sources.archive import Package
@@ -193,21 +193,24 @@ def extension_release(name: str, base_osrel: dict[str, str], arch: str, version:
 
 
 def _restore_from_base(tree: Tree, base: BaseImage, candidates: dict[str, Package],
-                       o: SysextOptions) -> int:
-    """Files of the base image's own packages that its build pruned (a daemon the initrd
-    does not need by default, like systemd-networkd), at the versions the base image has."""
+                       globs: list[str], offline: bool, packages: set[str] | None = None) -> int:
+    """Files of the base image's own packages (all, or `packages`) that its build pruned (a
+    daemon the initrd does not need by default, like systemd-networkd), at the versions the
+    base image has."""
     from rdforge.outputs.initrd import fetch_all
 
     pkgs = []
     for name, sha in sorted(base.package_sha256.items()):
+        if packages is not None and name not in packages:
+            continue
         pkg = candidates.get(name)
         if pkg is None or pkg.sha256 != sha:
             raise SysextError(f"--from-base: the archive no longer has {name} as the base image "
                               "has it (rebuild the base or use its lock file's cache)")
         pkgs.append(pkg)
     before = len(tree.entries)
-    only = Pruner(("*",), tuple(o.from_base))  # drops everything but the requested globs
-    for pkg, path in zip(pkgs, fetch_all(pkgs, o.offline), strict=True):
+    only = Pruner(("*",), tuple(globs))  # drops everything but the requested globs
+    for pkg, path in zip(pkgs, fetch_all(pkgs, offline), strict=True):
         unpack_deb(tree, path, pkg.name, only)
     return len(tree.entries) - before
 
@@ -224,23 +227,23 @@ def _complete_libraries(tree: Tree, o: SysextOptions, base: BaseImage,
 
     base_tree, _ = read_initrd(o.base)
     restored: list[str] = []
+    u = Universe(list(candidates.values()), base.arch) if candidates is not None else None
     for _round in range(4):
         missing = missing_libraries(_merged(base_tree, tree))
         if not missing:
             return restored
-        if candidates is None:
+        if u is None or candidates is None:
             break
-        u = Universe(list(candidates.values()), base.arch)
-        globs = []
+        globs, owners = [], set()
         for soname in sorted(missing):
             name = package_for_soname(u, soname)
             if name in base.packages:
                 globs.append(f"usr/lib/*/{soname.split('.so')[0]}.so*")
+                owners.add(name)
                 restored.append(soname)
         if not globs:
             break
-        restore = SysextOptions(o.name, o.base, o.output, from_base=globs, offline=o.offline)
-        _restore_from_base(tree, base, candidates, restore)
+        _restore_from_base(tree, base, candidates, globs, o.offline, owners)
     missing = missing_libraries(_merged(base_tree, tree))
     if missing:
         soname, users = sorted(missing.items())[0]
@@ -283,7 +286,7 @@ def build_sysext(o: SysextOptions, progress: Progress | None = None) -> SysextRe
     if o.from_base:
         assert src is not None
         p.phase("from base", " ".join(o.from_base))
-        if not _restore_from_base(tree, base, src.universe.candidates, o):
+        if not _restore_from_base(tree, base, src.universe.candidates, o.from_base, o.offline):
             raise SysextError(f"--from-base {' '.join(o.from_base)}: matches no file of the "
                               "base image's packages")
     if o.packages:
@@ -300,11 +303,7 @@ def build_sysext(o: SysextOptions, progress: Progress | None = None) -> SysextRe
         for pkg, path in zip(pkgs, fetch_all(pkgs, o.offline), strict=True):
             unpack_deb(tree, path, pkg.name, pruner)
     for dest, src_file in sorted(o.files.items()):
-        try:
-            data = Path(src_file).read_bytes()
-            mode = Path(src_file).stat().st_mode & 0o777
-        except OSError as e:
-            raise SysextError(f"extra file {src_file}: {e.strerror}") from None
+        data, mode = read_local_file(Path(src_file), "extra file")
         tree.add(dest.lstrip("/"), Entry(FILE, mode, data=data, package="config"))
     tree, dropped = _confine(tree)
     p.phase("check", "libraries of the extension's programs")
