@@ -233,6 +233,9 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     fixups.enable_sysext(b.tree, cfg.sysext_image_policy)
     b.local_files()
     kver, mods = b.kernel(kernel)
+    static_nodes = fixups.static_nodes(b.tree, kver)
+    not_started = fixups.boot_path(b.tree)
+    fixups.fs_module_rule(b.tree)
     missing_fw = b.firmware(mods, firmware_pkgs)
     pkgs = sorted(b.unpacked.values(), key=lambda x: x.name)
     keep = dlopen_wants(b.tree, cfg.dlopen_features) | KEEP_SONAMES
@@ -269,6 +272,8 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
         "pruned": {k: {"files": v[0], "bytes": v[1]} for k, v in sorted(b.pruner.dropped.items())},
         "unused_libraries_dropped": dead_libs,
         "dangling_symlinks_dropped": dangling,
+        "units_not_started": not_started,
+        "static_device_nodes": static_nodes,
         "check_warnings": rep.warnings,
     }
     p.phase("write", str(out))

@@ -115,12 +115,33 @@ def sysusers(tree: Tree) -> tuple[list[str], list[str]]:
     return passwd, group
 
 
+ROOT_PASSWORD = "rdforge-root-password.service"
 ROOT_FALLBACK = "rdforge-root-account.service"
-ROOT_FALLBACK_UNIT = """[Unit]
-Description=Locked root account unless a root password credential created it
+# Root is the one account made at boot: systemd-sysusers takes its password from the
+# passwd.hashed-password.root (or plaintext) credential. This runs beside udevd, not before
+# it as systemd-sysusers.service would (udevd waits for that one), and before anything that
+# could ask for the root password.
+ROOT_PASSWORD_UNIT = """[Unit]
+Description=Root password from credentials
 DefaultDependencies=no
-After=systemd-sysusers.service
-Before=sysinit.target emergency.service rescue.service
+After=systemd-tmpfiles-setup-dev-early.service
+Before=sysinit.target systemd-tmpfiles-setup.service emergency.service rescue.service
+Conflicts=shutdown.target initrd-switch-root.target
+Before=shutdown.target initrd-switch-root.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ImportCredential=passwd.*
+ExecStart=systemd-sysusers --inline 'u root 0:0 "Super User" /root'
+"""
+# A credential that does not decrypt fails the unit above before it runs; root must still
+# exist (locked), or sulogin finds no password database at all.
+ROOT_FALLBACK_UNIT = f"""[Unit]
+Description=Root account, locked without a password
+DefaultDependencies=no
+After={ROOT_PASSWORD}
+Before=sysinit.target systemd-tmpfiles-setup.service emergency.service rescue.service
 Conflicts=shutdown.target initrd-switch-root.target
 Before=shutdown.target initrd-switch-root.target
 
@@ -136,7 +157,8 @@ def users_and_groups(tree: Tree) -> None:
     """passwd/group/shadow for the system accounts of sysusers.d, all locked, except root:
     root is created at boot by systemd-sysusers, which takes its password from the
     passwd.hashed-password.root (or plaintext) credential and leaves it locked without one.
-    A vendor image carries no root password of its own."""
+    A vendor image carries no root password of its own. systemd-sysusers.service keeps its
+    stock conditions: with every other account made here it has nothing to do."""
     passwd, group = sysusers(tree)
     passwd = [line for line in passwd if not line.startswith("root:")]
     tree.add_file("etc/passwd", ("\n".join(passwd) + "\n").encode())
@@ -145,16 +167,103 @@ def users_and_groups(tree: Tree) -> None:
     tree.add_file("etc/shadow", shadow.encode(), 0o000)
     gshadow = "".join(f"{line.split(':')[0]}:!*::\n" for line in group)
     tree.add_file("etc/gshadow", gshadow.encode(), 0o000)
-    if tree.get("usr/lib/systemd/system/systemd-sysusers.service") is not None:
-        # Its stock condition (/etc needs an update) is never met in an initrd; an empty
-        # assignment drops it, so it runs on every boot.
-        tree.add_file("usr/lib/systemd/system/systemd-sysusers.service.d/10-rdforge.conf",
-                      b"[Unit]\nConditionNeedsUpdate=\n")
-        # A credential that does not decrypt fails systemd-sysusers.service as a whole; root
-        # must still exist (locked), or sulogin finds no password database at all.
-        tree.add_file(f"usr/lib/systemd/system/{ROOT_FALLBACK}", ROOT_FALLBACK_UNIT.encode())
-        tree.add_symlink(f"usr/lib/systemd/system/sysinit.target.wants/{ROOT_FALLBACK}",
-                         f"../{ROOT_FALLBACK}")
+    if tree.get("usr/bin/systemd-sysusers") is not None:
+        for name, unit in ((ROOT_PASSWORD, ROOT_PASSWORD_UNIT), (ROOT_FALLBACK, ROOT_FALLBACK_UNIT)):
+            tree.add_file(f"usr/lib/systemd/system/{name}", unit.encode())
+            tree.add_symlink(f"usr/lib/systemd/system/sysinit.target.wants/{name}", f"../{name}")
+
+
+# Units an initrd has no job for: API file systems nothing before switch-root uses, binfmt
+# handlers, a tmpfs over a /tmp that is already in RAM. Each would cost a mount or a program
+# start on every boot. Their unit files stay, so a drop-in or a sysext can still start them;
+# only the links that start them on every boot go.
+NOT_STARTED = (
+    "sysinit.target.wants/dev-hugepages.mount", "sysinit.target.wants/dev-mqueue.mount",
+    "sysinit.target.wants/sys-fs-fuse-connections.mount",
+    "sysinit.target.wants/sys-kernel-config.mount", "sysinit.target.wants/sys-kernel-debug.mount",
+    "sysinit.target.wants/sys-kernel-tracing.mount",
+    "sysinit.target.wants/proc-sys-fs-binfmt_misc.automount",
+    "sysinit.target.wants/systemd-binfmt.service", "local-fs.target.wants/tmp.mount",
+    "local-fs.target.wants/run-lock.mount",
+)
+UNITDIR = "usr/lib/systemd/system"
+
+
+def unit_binary_missing(tree: Tree, unit: str) -> bool:
+    """A service whose ExecStart= program is not in the image (it was pruned)."""
+    e = tree.get(f"{UNITDIR}/{unit}")
+    if e is None or e.kind != FILE:
+        return False
+    for line in e.data.decode(errors="replace").splitlines():
+        if line.startswith("ExecStart="):
+            prog = line.partition("=")[2].lstrip("-@:+!").split(" ", 1)[0]
+            if prog.startswith("/"):
+                return tree.get(prog.lstrip("/")) is None
+    return False
+
+
+def boot_path(tree: Tree) -> list[str]:
+    """Take off the boot what an initrd does not need; returns the unit links removed.
+    Also drops sockets of services whose programs were pruned (hostnamed, pcrlock, ...)."""
+    gone = [link for link in NOT_STARTED if tree.get(f"{UNITDIR}/{link}", follow=False)]
+    for link in gone:
+        tree.remove(f"{UNITDIR}/{link}")
+    for p, e in sorted(tree.entries.items()):
+        if not (p.startswith(UNITDIR + "/") and ".wants/" in p and p.endswith(".socket")
+                and e.kind == SYMLINK):
+            continue
+        service = p.rpartition("/")[2].removesuffix(".socket") + ".service"
+        templated = p.rpartition("/")[2].removesuffix(".socket") + "@.service"
+        if tree.get(f"{UNITDIR}/{service}") is None and tree.get(f"{UNITDIR}/{templated}") is None:
+            continue
+        name = service if tree.get(f"{UNITDIR}/{service}") is not None else templated
+        if unit_binary_missing(tree, name):
+            tree.remove(p)
+            gone.append(p[len(UNITDIR) + 1:])
+    return sorted(gone)
+
+
+FS_MODULE_RULE = """\
+# rdforge: load a file system's module as soon as blkid names it on a block device, in a
+# unit of its own, so that it loads while fsck runs instead of when mount first needs it.
+ACTION=="add", SUBSYSTEM=="block", ENV{ID_FS_USAGE}=="filesystem", ENV{ID_FS_TYPE}=="?*", \\
+  TAG+="systemd", ENV{SYSTEMD_WANTS}+="modprobe@fs-$env{ID_FS_TYPE}.service"
+"""
+
+
+def fs_module_rule(tree: Tree) -> bool:
+    """Install FS_MODULE_RULE where modprobe@.service exists (it is systemd's, with modprobe
+    errors ignored, so a type without a module costs nothing)."""
+    if tree.get(f"{UNITDIR}/modprobe@.service") is None:
+        return False
+    tree.add_file("usr/lib/udev/rules.d/62-rdforge-fs-modules.rules", FS_MODULE_RULE.encode())
+    return True
+
+
+def static_nodes(tree: Tree, kver: str) -> int:
+    """The device nodes that load their module when opened (modules.devname), as a
+    tmpfiles.d file made now instead of by kmod-static-nodes.service at every boot (which
+    then skips: its condition is a non-empty modules.devname). Returns the number of nodes."""
+    path = f"usr/lib/modules/{kver}/modules.devname"
+    e = tree.get(path)
+    if e is None or e.kind != FILE:
+        return 0
+    lines: list[str] = []
+    dirs: set[str] = set()
+    for raw in e.data.decode().splitlines():
+        w = raw.split()
+        if len(w) != 3 or raw.startswith("#") or w[2][0] not in "cb":
+            continue
+        _module, devname, spec = w
+        parent = devname.rpartition("/")[0]
+        if parent and parent not in dirs:
+            dirs.add(parent)
+            lines.append(f"d /dev/{parent} 0755 - - -")
+        lines.append(f"{spec[0]}! /dev/{devname} 0600 - - - {spec[1:]}")
+    tree.add_file("usr/lib/tmpfiles.d/static-nodes.conf",
+                  ("# Made by rdforge from modules.devname\n" + "\n".join(lines) + "\n").encode())
+    tree.remove(path)
+    return sum(1 for line in lines if not line.startswith("d "))
 
 
 def shared_libraries(tree: Tree) -> dict[str, str]:

@@ -40,6 +40,22 @@ DEFAULT_PRUNE: tuple[str, ...] = (
     "usr/bin/partx", "usr/bin/lastlog2", "usr/bin/setterm", "usr/bin/lslogins",
     "usr/bin/chfn", "usr/bin/chsh", "usr/bin/su", "usr/bin/newgrp", "usr/bin/last",
     "usr/bin/lastb", "usr/bin/wall", "usr/bin/write", "usr/bin/script*", "usr/bin/cal",
+    # Generators for what an initrd never has: gettys, SysV and rc.local scripts, offline
+    # updates, sshd (an extension that brings sshd also brings its own units).
+    "usr/lib/systemd/system-generators/systemd-getty-generator",
+    "usr/lib/systemd/system-generators/systemd-rc-local-generator",
+    "usr/lib/systemd/system-generators/systemd-sysv-generator",
+    "usr/lib/systemd/system-generators/systemd-system-update-generator",
+    "usr/lib/systemd/system-generators/systemd-ssh-generator",
+    # udev rules for seats, input, sound, video, sensors and power tuning: no session
+    # runs in an initrd. Storage, device mapper, firmware, network naming stay.
+    *(f"usr/lib/udev/rules.d/{r}.rules" for r in (
+        "60-autosuspend", "60-drm", "60-evdev", "60-infiniband", "60-input-id",
+        "60-persistent-alsa", "60-persistent-input", "60-persistent-v4l", "60-sensor",
+        "60-serial", "60-persistent-storage-tape", "70-camera", "70-joystick", "70-memory",
+        "70-mouse", "70-power-switch", "70-touchpad", "70-uaccess", "71-seat", "73-seat-late",
+        "78-sound-card", "90-iocost", "96-e2scrub")),
+    "usr/lib/udev/dmi_memory_id", "usr/lib/udev/iocost", "usr/lib/udev/v4l_id",
 )
 
 

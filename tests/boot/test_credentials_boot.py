@@ -62,7 +62,7 @@ def test_without_a_valid_credential_root_stays_locked(default_build: Path, tmp_p
     assert res.ok, res.reason + res.console[-3000:]
     assert "RDFORGE-42" not in res.console
     if case == "corrupt":
-        assert "Failed to start systemd-sysusers.service" in res.console
+        assert "Failed to start rdforge-root-pass" in res.console, res.console[-3000:]
 
 
 def test_luks2_root_unlocked_by_credential_without_typing(default_build: Path,

@@ -84,4 +84,4 @@ def test_tpm_bound_credential(trusted_build: Path, vendor_keys: tuple[Path, Path
     shutil.rmtree(tmp_path / "fresh", ignore_errors=True)
     res = _boot(trusted_build, tmp_path / "fresh", expect="the root account is locked", **emergency)
     assert res.ok, res.reason + res.console[-3000:]
-    assert "Failed to start systemd-sysusers.service" in res.console
+    assert "Failed to start rdforge-root-pass" in res.console, res.console[-3000:]
