@@ -77,3 +77,21 @@ def test_rcu_stall_before_init_is_reported_as_stalled() -> None:
     opts = BootOptions(initrd=Path("x"), echo=False, timeout=20)
     res = vmboot._run_qemu(opts, cmd, "tcg")
     assert not res.ok and "RCU stall" in res.reason
+
+
+def test_qemu_crash_is_retried_once_at_any_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    crash = BootResult(False, f"{vmboot.QEMU_CRASHED} (signal 11) before 'X' appeared", 9.0,
+                       {"initrd": 3.0}, "")
+    calls = _fake([crash, BootResult(True, "marker appeared", 9.0, {"initrd": 3.0})], monkeypatch)
+    res = vmboot._run(BootOptions(initrd=Path("x")), [], "tcg")
+    assert len(calls) == 2 and res.ok and "signal 11" in res.reason
+    calls = _fake([crash, crash], monkeypatch)
+    res = vmboot._run(BootOptions(initrd=Path("x")), [], "tcg")
+    assert len(calls) == 2 and not res.ok  # twice is not the emulator's bad luck
+
+
+def test_a_crashing_emulator_is_named_as_such() -> None:
+    cmd = _fake_qemu("import os,signal; print('Linux version 6.12', flush=True);"
+                     "os.kill(os.getpid(), signal.SIGSEGV)")
+    res = vmboot._run_qemu(BootOptions(initrd=Path("x"), echo=False, timeout=20), cmd, "tcg")
+    assert not res.ok and res.reason.startswith(vmboot.QEMU_CRASHED) and "signal 11" in res.reason

@@ -6,7 +6,7 @@ from __future__ import annotations
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from rdforge.errors import FormatError
 
@@ -39,7 +39,7 @@ def _header(ino: int, mode: int, uid: int, gid: int, nlink: int, mtime: int, siz
 class CpioWriter:
     """Streams newc records to a binary file object; inode numbers are given in order."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: Sink | BinaryIO) -> None:
         self.out = out
         self.ino = 0
         self.links: dict[object, int] = {}
@@ -65,7 +65,9 @@ class CpioWriter:
         hdr = _header(ino, e.mode, e.uid, e.gid, nlink, e.mtime, len(data), e.rdev, len(name))
         self._write(hdr + name + _pad(len(hdr) + len(name)))
         if data:
-            self._write(data + _pad(len(data)))
+            self._write(data)
+            if len(data) % 4:
+                self._write(_pad(len(data)))
 
     def finish(self) -> None:
         self.ino += 1
@@ -76,7 +78,11 @@ class CpioWriter:
         self._write(b"\0" * ((512 - self.written % 512) % 512))
 
 
-def write(out: BinaryIO, entries: Iterable[CpioEntry]) -> None:
+class Sink(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+
+def write(out: Sink | BinaryIO, entries: Iterable[CpioEntry]) -> None:
     entries = list(entries)
     counts: dict[object, int] = {}
     for e in entries:

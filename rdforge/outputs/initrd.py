@@ -226,6 +226,10 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     b = Builder(cfg, p)
     pkgs, kernel, src = b.packages()
     firmware_pkgs = b.firmware_packages(src)
+    # The archive's whole index (~100 MiB of records) is not needed past this point: give
+    # it back before the image is assembled and compressed, which is when memory peaks.
+    del src
+    release_freed_memory()
     p.phase("fix-ups", "init, release files, users, ld.so.cache")
     fixups.base_layout(b.tree)
     os_release = fixups.release_files(b.tree, {})
@@ -253,13 +257,13 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     if epoch < 0:
         epoch = int(os.environ.get("SOURCE_DATE_EPOCH", b.newest))
     p.phase("archive", f"cpio + {cfg.compression}")
-    raw = tree_to_cpio(b.tree, epoch)
+    release_freed_memory()
     level = cfg.compression_level if cfg.compression_level >= 0 else None
-    image = compressed(raw, cfg.compression, level)
+    image, cpio_size = archive(b.tree, epoch, cfg.compression, level)
     out = Path(cfg.output)
     sha = hashlib.sha256(image).hexdigest()
     manifest: dict[str, object] = {
-        "image": {"path": out.name, "sha256": sha, "size": len(image), "cpio_size": len(raw),
+        "image": {"path": out.name, "sha256": sha, "size": len(image), "cpio_size": cpio_size,
                   "compression": cfg.compression, "source_date_epoch": epoch},
         "release": cfg.release, "arch": cfg.arch, "kernel_version": kver,
         "os_release": os_release,
@@ -287,33 +291,64 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     return BuildResult(out, len(image), sha, pkgs, kver, len(mods), len(b.tree), manifest, timings)
 
 
+def release_freed_memory() -> None:
+    """Hand memory that was freed back to the system (glibc keeps it otherwise), so the
+    peak while compressing is not the index's old space plus the compressor's."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
 COMPRESSED_KEEP = 8  # images kept in the compression cache
 
 
-def compressed(raw: bytes, algo: str, level: int | None) -> bytes:
-    """The compressed archive, from the cache when these exact bytes were compressed the same
-    way before (a rebuild of an unchanged image then skips the slowest step)."""
+class _Digest:
+    """A cpio sink that only hashes and counts what is written."""
+
+    def __init__(self) -> None:
+        self.h = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes, /) -> None:
+        self.h.update(data)
+        self.size += len(data)
+
+
+def archive(tree: Tree, mtime: int, algo: str, level: int | None) -> tuple[bytes, int]:
+    """The compressed newc archive of the tree and its uncompressed size. The archive is
+    streamed twice, never held whole: once to hash it, and, unless the compression cache
+    has these exact bytes compressed the same way (a rebuild of an unchanged image then skips
+    the slowest step), once into the compressor."""
     from rdforge.sources.cache import cache_root
 
-    key = hashlib.sha256(raw + f"|{algo}|{level}|v1".encode()).hexdigest()
+    entries = cpio_entries(tree, mtime)
+    digest = _Digest()
+    cpio.write(digest, entries)
+    digest.h.update(f"|{algo}|{level}|v2".encode())
     d = cache_root() / "compressed"
-    hit = d / key
+    hit = d / digest.h.hexdigest()
     if hit.exists():
         data = hit.read_bytes()
         if compress.detect(data) == algo:
             os.utime(hit)
-            return data
-    data = compress.compress_stream(raw, algo, level)
+            return data, digest.size
+    comp = compress.Compressor(algo, level, digest.size)
+    cpio.write(comp, entries)
+    data = comp.finish()
     write_atomic(hit, data)
     old = sorted(d.iterdir(), key=lambda f: f.stat().st_mtime)[:-COMPRESSED_KEEP]
     for f in old:
         f.unlink(missing_ok=True)
-    return data
+    return data, digest.size
 
 
-def tree_to_cpio(tree: Tree, mtime: int) -> bytes:
-    import io
-
+def cpio_entries(tree: Tree, mtime: int) -> list[cpio.CpioEntry]:
+    """The tree's entries in archive order (sorted by path components), sharing its data."""
     def key(path: str) -> list[str]:
         return path.split("/")
 
@@ -323,7 +358,4 @@ def tree_to_cpio(tree: Tree, mtime: int) -> bytes:
         data = e.data if e.kind == FILE else e.target.encode()
         entries.append(cpio.CpioEntry(path, e.st_mode, e.uid, e.gid, mtime, data, e.rdev,
                                       e.link_id or None))
-    bio = io.BytesIO()
-    cpio.write(bio, entries)
-    return bio.getvalue()
-
+    return entries

@@ -176,7 +176,10 @@ OVMF_DIR = Path("/usr/share/OVMF")
 
 
 def kernel_args(opts: BootOptions, kernel: Path, initrd: Path, root: Path | None) -> list[str]:
-    cmdline = " ".join(x for x in ("console=ttyS0", "panic=-1", opts.root_arg if root else "",
+    # printk.devkmsg=on: messages programs write to the kernel log are what the harness
+    # reads; the kernel's default rate limit would drop some of them on a busy machine.
+    cmdline = " ".join(x for x in ("console=ttyS0", "panic=-1", "printk.devkmsg=on",
+                                    opts.root_arg if root else "",
                                     "rw", opts.append) if x)
     return ["-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline]
 
@@ -313,7 +316,10 @@ STALLED = "the kernel stalled before /init"
 RCU_STALL = re.compile(r"rcu: INFO: rcu_\w+ detected stalls")
 
 
-def _run(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
+QEMU_CRASHED = "qemu crashed"
+
+
+def _run_emulator_faults_retried(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
     res = _run_once(opts, cmd, accel)
     if res.ok or "initrd" in res.phases:
         return res
@@ -324,6 +330,17 @@ def _run(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
         what = "stalled" if res.reason.startswith(STALLED) else "panicked"
         again = _run_once(opts, cmd, accel)
         again.reason += f" (after a retry: the first boot {what} before /init: {res.reason})"
+        return again
+    return res
+
+
+def _run(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
+    res = _run_emulator_faults_retried(opts, cmd, accel)
+    if not res.ok and res.reason.startswith(QEMU_CRASHED):
+        # qemu itself died on a signal (a crash of the emulator, at any point of the boot):
+        # no verdict on the image. Once more, and say so.
+        again = _run_emulator_faults_retried(opts, cmd, accel)
+        again.reason += f" (after a retry: {res.reason})"
         return again
     return res
 
@@ -342,6 +359,12 @@ def _run_once(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
                 tpm.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 tpm.kill()
+
+
+def _exit_reason(code: int, expect: str) -> str:
+    if code < 0:
+        return f"{QEMU_CRASHED} (signal {-code}) before {expect!r} appeared"
+    return f"qemu exited ({code}) before {expect!r} appeared"
 
 
 def _run_qemu(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
@@ -379,10 +402,10 @@ def _run_qemu(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
                 except BlockingIOError:
                     chunk = b""
                 if not chunk and proc.poll() is not None:
-                    reason = f"qemu exited ({proc.returncode}) before {expect!r} appeared"
+                    reason = _exit_reason(proc.returncode, expect)
                     break
             elif proc.poll() is not None:
-                reason = f"qemu exited ({proc.returncode}) before {expect!r} appeared"
+                reason = _exit_reason(proc.returncode, expect)
                 break
             if action is not None and action.done():
                 ok, reason = action.result()

@@ -23,7 +23,10 @@ DefaultDependencies=no
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=/usr/lib/rdforge-marker/marker
-StandardOutput=journal+console
+# Straight to the console: a line that goes through journald can be lost when journald
+# is stopped for switch-root before it forwarded the line.
+StandardOutput=tty
+TTYPath=/dev/console
 """
 # Reads its extension-release and runs a program from a package of the extension: both
 # exist only when the extension is merged.
