@@ -118,6 +118,18 @@ def _sysext(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _tpm2_primary(ns: argparse.Namespace) -> int:
+    from rdforge.formats import tpm2
+    from rdforge.fsutil import write_atomic
+    from rdforge.outputs.credential import storage_primary
+
+    pub = storage_primary(ns.tpm2_device, None)
+    fp = tpm2.parse_public(pub).fingerprint
+    write_atomic(Path(ns.output), pub)
+    print(f"{ns.output}: TPM storage key, fingerprint {fp}")
+    return 0
+
+
 def _credential(ns: argparse.Namespace) -> int:
     import os
     import time
@@ -150,17 +162,21 @@ def _credential(ns: argparse.Namespace) -> int:
             raise ConfigError(f"--value-from-file {ns.value_from_file}: {e.strerror}") from None
         if data.endswith(b"\n") and data.count(b"\n") == 1:
             data = data[:-1]  # a one-line file (a password hash, a key): not its newline
-    kind = {"null": creds.KEY_NULL, "host": creds.KEY_HOST}.get(ns.encrypt)
-    if kind is None:
-        raise ConfigError(f"--encrypt {ns.encrypt}: rdforge encrypts with the null or the host "
-                          "key; TPM2-bound credentials are made with systemd-creds on the "
-                          "machine that holds the TPM")
-    if kind == creds.KEY_HOST and secret is None:
-        raise ConfigError("--encrypt host needs --host-secret FILE (the machine's "
+    kind = {"null": creds.KEY_NULL, "host": creds.KEY_HOST, "tpm2": creds.KEY_TPM2,
+            "host+tpm2": creds.KEY_HOST_TPM2}[ns.encrypt]
+    if kind in (creds.KEY_HOST, creds.KEY_HOST_TPM2) and secret is None:
+        raise ConfigError(f"--encrypt {ns.encrypt} needs --host-secret FILE (the machine's "
                           "/var/lib/systemd/credential.secret)")
+    seal = None
+    if kind in (creds.KEY_TPM2, creds.KEY_HOST_TPM2):
+        from rdforge.outputs.credential import seal_for_tpm
+
+        seal = seal_for_tpm(ns.tpm2_device, ns.tpm2_primary, ns.tpm2_pcrs)
+    elif ns.tpm2_device or ns.tpm2_primary or ns.tpm2_pcrs:
+        raise ConfigError(f"--tpm2-* options need --encrypt tpm2 or host+tpm2, not {ns.encrypt}")
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH", int(time.time())))
     not_after = creds.INFINITY if ns.not_after is None else ns.not_after * 1_000_000
-    raw = creds.encrypt(ns.name, data, kind, secret, epoch * 1_000_000, not_after)
+    raw = creds.encrypt(ns.name, data, kind, secret, epoch * 1_000_000, not_after, tpm2=seal)
     out = Path(ns.output or f"{ns.name}.cred")
     write_atomic(out, creds.armor(raw), mode=0o600)
     print(f"{out}: credential {ns.name}, {len(data)} bytes, {ns.encrypt} key")
@@ -310,13 +326,27 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--value", help="the credential's value")
     c.add_argument("--value-from-file", metavar="FILE", help="read the value from FILE")
     c.add_argument("--encrypt", default="null", choices=["null", "host", "tpm2", "host+tpm2"],
-                   help="key: null (integrity only, for machines without TPM) or host")
+                   help="key: null (integrity only, for machines without TPM), host, tpm2 "
+                   "(sealed to the TPM's storage key), host+tpm2")
+    c.add_argument("--tpm2-device", metavar="DEV", help="the TPM to seal to: /dev/tpmrm0 "
+                   "(default) or swtpm:path=SOCKET")
+    c.add_argument("--tpm2-primary", metavar="FILE", help="seal without the TPM, to the storage "
+                   "key saved from it with `rdforge tpm2-primary`")
+    c.add_argument("--tpm2-pcrs", default="", metavar="PCRS", help="bind to PCRs: 7+11, with "
+                   "values from the TPM, or 7:sha256=HEX (needed with --tpm2-primary)")
     c.add_argument("--host-secret", metavar="FILE", help="the target's credential.secret")
     c.add_argument("--not-after", type=int, metavar="EPOCH", help="invalid after this time")
     c.add_argument("--show", action="store_true", help="decrypt NAME (a file) and describe it")
     c.add_argument("--json", action="store_true")
     c.add_argument("-o", dest="output", help="output file (default NAME.cred)")
     c.set_defaults(func=_credential)
+
+    t = sub.add_parser("tpm2-primary", help="save a TPM's storage key, to seal credentials "
+                       "for it elsewhere (rdforge credential --tpm2-primary)")
+    t.add_argument("--tpm2-device", metavar="DEV", help="/dev/tpmrm0 (default) or "
+                   "swtpm:path=SOCKET")
+    t.add_argument("-o", dest="output", required=True, help="output file (TPM2B_PUBLIC)")
+    t.set_defaults(func=_tpm2_primary)
     return p
 
 

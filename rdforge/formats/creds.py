@@ -80,23 +80,59 @@ def _aes_key(kind: uuid.UUID, host_secret: bytes | None) -> bytes:
                           "by systemd on the machine that holds the key")
 
 
+TPM2_HEADER = struct.Struct("<QHHII")  # PCR mask, PCR bank, primary's type, blob and policy sizes
+TPM2_BANK_SHA256, TPM2_PRIMARY_ECC = 0x000B, 0x0023
+
+
+@dataclass(frozen=True)
+class TPM2Seal:
+    """What binds a credential to a TPM: the secret (part of the AES key), and the same
+    secret sealed to the TPM (formats.tpm2.seal) under a policy on these PCRs."""
+
+    secret: bytes
+    blob: bytes
+    policy_hash: bytes
+    pcr_mask: int = 0
+
+
+def _tpm2_header(seal: TPM2Seal) -> bytes:
+    h = TPM2_HEADER.pack(seal.pcr_mask, TPM2_BANK_SHA256, TPM2_PRIMARY_ECC, len(seal.blob),
+                         len(seal.policy_hash)) + seal.blob + seal.policy_hash
+    return h.ljust(_align8(len(h)), b"\0")
+
+
 def encrypt(name: str, data: bytes, kind: uuid.UUID = KEY_NULL, host_secret: bytes | None = None,
-            timestamp_us: int = 0, not_after_us: int = INFINITY) -> bytes:
+            timestamp_us: int = 0, not_after_us: int = INFINITY,
+            tpm2: TPM2Seal | None = None) -> bytes:
     """The binary credential. The IV is derived from key and content (an HMAC), so the same
-    inputs give the same bytes and different inputs never share an IV."""
+    inputs give the same bytes and different inputs never share an IV. The TPM-bound kinds
+    need tpm2: its header follows the main header, and its secret goes into the AES key."""
     check_name(name)
     if len(data) > CREDENTIAL_SIZE_MAX:
         raise CredentialError(f"credential {name}: {len(data)} bytes, over systemd's limit of "
                               f"{CREDENTIAL_SIZE_MAX}")
     if not_after_us != INFINITY and not_after_us <= timestamp_us:
         raise CredentialError(f"credential {name}: not-after lies before its timestamp")
-    key = _aes_key(kind, host_secret)
+    if kind in (KEY_TPM2, KEY_HOST_TPM2):
+        if tpm2 is None:
+            raise CredentialError(f"credential {name}: sealing to a TPM needs the TPM's key")
+        md = hashlib.sha256()
+        if kind == KEY_HOST_TPM2:
+            if host_secret is None:
+                raise CredentialError("host+tpm2 needs the host's credential secret")
+            md.update(host_secret)
+        md.update(tpm2.secret)
+        key = md.digest()
+    else:
+        key = _aes_key(kind, host_secret)
     nb = name.encode()
     meta = META.pack(timestamp_us, not_after_us, len(nb)) + nb
     meta = meta.ljust(_align8(len(meta)), b"\0")
     iv = hmac.new(key, b"rdforge credential IV\0" + meta + data, "sha256").digest()[:IV_SIZE]
     head = MAIN.pack(kind.bytes, KEY_SIZE, BLOCK_SIZE, IV_SIZE, TAG_SIZE) + iv
     head = head.ljust(_align8(len(head)), b"\0")
+    if kind in (KEY_TPM2, KEY_HOST_TPM2) and tpm2 is not None:
+        head += _tpm2_header(tpm2)
     sealed = AESGCM(key).encrypt(iv, meta + data, head)  # ciphertext followed by the tag
     return head + sealed
 

@@ -124,7 +124,8 @@ ROOT_FALLBACK = "rdforge-root-account.service"
 ROOT_PASSWORD_UNIT = """[Unit]
 Description=Root password from credentials
 DefaultDependencies=no
-After=systemd-tmpfiles-setup-dev-early.service
+# tpm2.target: a credential sealed to the TPM is unsealed only once the TPM is there.
+After=systemd-tmpfiles-setup-dev-early.service tpm2.target
 Before=sysinit.target systemd-tmpfiles-setup.service emergency.service rescue.service
 Conflicts=shutdown.target initrd-switch-root.target
 Before=shutdown.target initrd-switch-root.target

@@ -287,14 +287,18 @@ def boot(opts: BootOptions) -> BootResult:
                     accel)
 
 
-def start_swtpm(state: Path, sock: Path) -> subprocess.Popen[bytes]:
-    """A software TPM 2.0 for qemu; its state directory persists across boots."""
+def start_swtpm(state: Path, sock: Path, server: bool = False) -> subprocess.Popen[bytes]:
+    """A software TPM 2.0 for qemu; its state directory persists across boots. With server,
+    it takes TPM commands on sock itself (its control channel on sock.ctrl), the way tools
+    on the host talk to it (`swtpm:path=SOCK`), e.g. to seal credentials to it."""
     exe = shutil.which("swtpm")
     if exe is None:
         raise BootError("swtpm is not installed (apt-get install swtpm)")
     state.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([exe, "socket", "--tpm2", "--tpmstate", f"dir={state}",
-                             "--ctrl", f"type=unixio,path={sock}", "--flags", "startup-clear"],
+    chans = (["--server", f"type=unixio,path={sock}", "--ctrl", f"type=unixio,path={sock}.ctrl"]
+             if server else ["--ctrl", f"type=unixio,path={sock}"])
+    proc = subprocess.Popen([exe, "socket", "--tpm2", "--tpmstate", f"dir={state}", *chans,
+                             "--flags", "startup-clear"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     for _ in range(100):
         if sock.exists():

@@ -1,0 +1,60 @@
+"""Binding a credential to a TPM: the TPM's storage key from the device (or from a file saved
+on the machine earlier), PCR values from the device or the command line, and the sealed
+secret that systemd unseals at boot."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from rdforge.errors import ConfigError
+from rdforge.formats import tpm2
+from rdforge.formats.creds import TPM2Seal
+from rdforge.tpmdev import TPM, default_device
+
+
+def parse_pcrs(spec: str) -> dict[int, bytes | None]:
+    """systemd's PCR syntax: "7", "7+11", "7:sha256=HEX+11"; a value of None is read from the
+    TPM. Only the SHA-256 bank."""
+    out: dict[int, bytes | None] = {}
+    for item in filter(None, spec.split("+")):
+        m = re.fullmatch(r"(\d+)(?::sha256=([0-9a-fA-F]{64}))?", item.strip())
+        if not m or int(m.group(1)) > 23:
+            raise ConfigError(f"--tpm2-pcrs {spec!r}: {item!r} is not a PCR (0-23, optionally "
+                              "with :sha256=<64 hex digits>)")
+        out[int(m.group(1))] = bytes.fromhex(m.group(2)) if m.group(2) else None
+    return out
+
+
+def storage_primary(device: str | None, primary_file: str | None) -> bytes:
+    if primary_file:
+        try:
+            return Path(primary_file).read_bytes()
+        except OSError as e:
+            raise ConfigError(f"--tpm2-primary {primary_file}: {e.strerror}") from None
+    with TPM(device or default_device()) as t:
+        return t.storage_primary()
+
+
+def seal_for_tpm(device: str | None, primary_file: str | None, pcr_spec: str) -> TPM2Seal:
+    """A fresh 32-byte secret sealed to the TPM's storage primary, under a policy on the
+    given PCRs (their values as given, else as the TPM has them now)."""
+    pcrs = parse_pcrs(pcr_spec)
+    unknown = sorted(i for i, v in pcrs.items() if v is None)
+    values: dict[int, bytes] = {i: v for i, v in pcrs.items() if v is not None}
+    if unknown:
+        if primary_file and not device:
+            raise ConfigError(f"PCR {unknown[0]} has no value: without a TPM (--tpm2-primary) give "
+                              "each as PCR:sha256=HEX")
+        with TPM(device or default_device()) as t:
+            values.update(t.pcr_values(unknown))
+    try:
+        parent = tpm2.parse_public(storage_primary(device, primary_file))
+    except tpm2.TPMError as e:
+        what = f"--tpm2-primary {primary_file}" if primary_file else "the TPM's storage key"
+        raise ConfigError(f"{what}: not a usable TPM storage key ({e})") from None
+    secret = os.urandom(32)
+    policy = tpm2.policy_pcr(values)
+    sealed = tpm2.seal(parent, secret, policy)
+    return TPM2Seal(secret, sealed.blob, policy, sum(1 << i for i in values))
