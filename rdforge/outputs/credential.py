@@ -33,8 +33,16 @@ def storage_primary(device: str | None, primary_file: str | None) -> bytes:
             return Path(primary_file).read_bytes()
         except OSError as e:
             raise ConfigError(f"--tpm2-primary {primary_file}: {e.strerror}") from None
-    with TPM(device or default_device()) as t:
+    with TPM(device or _default_device()) as t:
         return t.storage_primary()
+
+
+def _default_device() -> str:
+    dev = default_device()
+    if not Path(dev).exists():
+        raise ConfigError("this machine has no TPM: give --tpm2-device DEV, or --tpm2-primary FILE "
+                          "(saved on the target with `rdforge tpm2-primary`) to seal without it")
+    return dev
 
 
 def seal_for_tpm(device: str | None, primary_file: str | None, pcr_spec: str) -> TPM2Seal:
@@ -47,7 +55,7 @@ def seal_for_tpm(device: str | None, primary_file: str | None, pcr_spec: str) ->
         if primary_file and not device:
             raise ConfigError(f"PCR {unknown[0]} has no value: without a TPM (--tpm2-primary) give "
                               "each as PCR:sha256=HEX")
-        with TPM(device or default_device()) as t:
+        with TPM(device or _default_device()) as t:
             values.update(t.pcr_values(unknown))
     try:
         parent = tpm2.parse_public(storage_primary(device, primary_file))

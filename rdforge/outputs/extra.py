@@ -1,6 +1,10 @@
 """Additions handed to an initrd the way systemd-stub hands them over: a further, uncompressed
 cpio archive appended to the initrd, unpacked by the kernel over the first one, holding
-/.extra/sysext/*.raw (system extensions) and /.extra/credentials/*.cred (credentials)."""
+/.extra/sysext/*.raw (system extensions) and /.extra/credentials/*.cred (credentials).
+
+Credentials go in binary form whatever form they were given in: the service manager reads
+both, but systemd 257's generators (systemd.extra-unit.*, systemd.unit-dropin.*) read
+encrypted credentials only in binary form."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rdforge.errors import RdforgeError
-from rdforge.formats import cpio
+from rdforge.formats import cpio, creds
 
 
 def extra_cpio(sysexts: Sequence[Path] = (), credentials: Sequence[Path] = ()) -> bytes:
@@ -31,6 +35,8 @@ def extra_cpio(sysexts: Sequence[Path] = (), credentials: Sequence[Path] = ()) -
                 data = f.read_bytes()
             except OSError as e:
                 raise RdforgeError(f"{f}: {e.strerror}") from None
+            if folder == "credentials":
+                data = creds.unarmor(data)
             entries.append(cpio.CpioEntry(f".extra/{folder}/{f.name}", stat.S_IFREG | mode,
                                           data=data))
     out = io.BytesIO()

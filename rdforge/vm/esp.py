@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from rdforge.errors import BootError
+from rdforge.formats import creds
 
 LOADER = "EFI/BOOT/BOOTX64.EFI"
 # What systemd-stub picks up from the UKI's extra.d folder, by suffix.
@@ -50,8 +52,14 @@ def make_esp(uki: Path, extras: list[Path], dest: Path) -> Path:
     _run(["mcopy", *img, str(uki), f"::/{LOADER}"])
     if extras:
         _run(["mmd", *img, f"::/{LOADER}.extra.d"])
-        for f in extras:
-            _run(["mcopy", *img, str(f), f"::/{LOADER}.extra.d/{extra_name(f)}"])
+        with tempfile.TemporaryDirectory(prefix="rdforge-esp-") as tmp:
+            for f in extras:
+                src = f
+                if f.name.endswith(".cred"):
+                    # Binary, as in extra_cpio: systemd's generators read no other form.
+                    src = Path(tmp, f.name)
+                    src.write_bytes(creds.unarmor(f.read_bytes()))
+                _run(["mcopy", *img, str(src), f"::/{LOADER}.extra.d/{extra_name(f)}"])
     return dest
 
 

@@ -76,3 +76,31 @@ def test_luks2_root_unlocked_by_credential_without_typing(default_build: Path,
     assert res.ok, res.reason + res.console[-3000:]
     assert "Please enter passphrase" not in res.console
     assert "Check on /dev/mapper/cryptroot" in res.console
+
+
+EXTRA_UNIT = """[Unit]
+Description=rdforge unit from a credential
+DefaultDependencies=no
+
+[Service]
+Type=oneshot
+ExecStart=/bin/bash -c 'echo "RDFORGE-EXTRA-UNIT ran" > /dev/console'
+"""
+
+
+def test_units_from_credentials_run_in_the_initrd(default_build: Path, tmp_path: Path) -> None:
+    # systemd 257 installs a unit from systemd.extra-unit.* and a drop-in from
+    # systemd.unit-dropin.*; the drop-in makes initrd.target want the unit.
+    unit = tmp_path / "systemd.extra-unit.rdforge-extra.service.cred"
+    unit.write_bytes(creds.armor(creds.encrypt("systemd.extra-unit.rdforge-extra.service",
+                                               EXTRA_UNIT.encode())))
+    dropin = tmp_path / "systemd.unit-dropin.initrd.target~rdforge.cred"
+    dropin.write_bytes(creds.armor(creds.encrypt("systemd.unit-dropin.initrd.target~rdforge",
+                                                 b"[Unit]\nWants=rdforge-extra.service\n")))
+    opts = BootOptions(initrd=default_build, echo=False, timeout=240, credentials=(unit, dropin))
+    opts.root_image = default_root(opts)
+    res = boot(opts)
+    assert res.ok, res.reason + res.console[-3000:]
+    assert "RDFORGE-EXTRA-UNIT ran" in res.console, res.console[-3000:]
+    # In the initrd, before switch-root.
+    assert res.console.index("RDFORGE-EXTRA-UNIT ran") < res.console.index("Switch Root")

@@ -103,7 +103,7 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     for args, text in ((["bad name", "--value", "x"], "invalid credential name"),
                        (["ok"], "exactly one of --value and --value-from-file"),
                        (["ok", "--value-from-file", "missing.txt"], "missing.txt"),
-                       (["ok", "--value", "x", "--encrypt", "tpm2"], "systemd-creds"),
+                       (["ok", "--value", "x", "--encrypt", "host+tpm2"], "--host-secret"),
                        (["ok", "--value", "x", "--encrypt", "host"], "--host-secret")):
         r = cli(*args)
         assert r.returncode != 0 and text in r.stderr, (args, r.stderr)
