@@ -11,7 +11,15 @@ APT_PACKAGES=(
   cryptsetup-bin erofs-utils squashfs-tools sbsigntool binutils
   busybox-static
   systemd openssl openssh-client               # systemd-creds, PKCS#7 and ssh reference tools
+  tpm2-tools                                     # the TPM libraries systemd-creds loads
 )
+# ... and the one that reaches a software TPM (renamed for the 64-bit time_t transition)
+# shellcheck disable=SC1091
+if [ "$(. /etc/os-release; echo "${VERSION_CODENAME:-}")" = bookworm ]; then
+  APT_PACKAGES+=(libtss2-tcti-swtpm0)
+else
+  APT_PACKAGES+=(libtss2-tcti-swtpm0t64)
+fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -144,10 +145,16 @@ def _credential(ns: argparse.Namespace) -> int:
         except OSError as e:
             raise ConfigError(f"host secret {ns.host_secret}: {e.strerror}") from None
     if ns.show:
-        c = creds.decrypt(Path(ns.name).read_bytes(), None, secret)
+        try:
+            blob = Path(ns.name).read_bytes()
+        except OSError as e:
+            raise ConfigError(f"{ns.name}: {e.strerror}") from None
+        from rdforge.outputs.credential import tpm2_unsealer
+
+        c = creds.decrypt(blob, None, secret, tpm2_unsealer(ns.tpm2_device))
         info = {"name": c.name, "key": c.kind, "timestamp_us": c.timestamp_us,
                 "not_after_us": None if c.not_after_us == creds.INFINITY else c.not_after_us,
-                "size": len(c.data)}
+                "size": len(c.data), "sha256": hashlib.sha256(c.data).hexdigest()}
         print(json.dumps(info, indent=1) if ns.json else
               "\n".join(f"{k}: {v}" for k, v in info.items()))
         return 0

@@ -21,6 +21,7 @@ import hmac
 import re
 import struct
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -157,7 +158,10 @@ def unarmor(blob: bytes) -> bytes:
     return blob
 
 
-def decrypt(blob: bytes, expect_name: str | None = None, host_secret: bytes | None = None) -> Credential:
+def decrypt(blob: bytes, expect_name: str | None = None, host_secret: bytes | None = None,
+            tpm2_unseal: Callable[[bytes, int], bytes] | None = None) -> Credential:
+    """tpm2_unseal(sealed blob, PCR mask) -> secret unseals a TPM-bound credential's key
+    (rdforge.tpmdev.TPM.unseal); without it such credentials are refused."""
     raw = unarmor(blob)
     if len(raw) < MAIN.size:
         raise CredentialError("not a credential: too short")
@@ -167,14 +171,36 @@ def decrypt(blob: bytes, expect_name: str | None = None, host_secret: bytes | No
         raise CredentialError("not a systemd credential (unknown key type)")
     if (ksz, tsz) != (KEY_SIZE, TAG_SIZE) or not 0 < ivsz <= 64 or bsz == 0:
         raise CredentialError("corrupt credential header")
-    if kind in (KEY_TPM2, KEY_HOST_TPM2):
-        _aes_key(kind, host_secret)  # raises: needs the TPM
     hlen = _align8(MAIN.size + ivsz)
+    if kind in (KEY_TPM2, KEY_HOST_TPM2):
+        if tpm2_unseal is None:
+            raise CredentialError(f"this credential is bound to {KEY_NAMES[kind]}: it is "
+                                  "decrypted on the machine that holds the TPM (--tpm2-device)")
+        if len(raw) < hlen + TPM2_HEADER.size:
+            raise CredentialError("credential truncated")
+        mask, bank, primary, blen, plen = TPM2_HEADER.unpack_from(raw, hlen)
+        if (bank, primary) != (TPM2_BANK_SHA256, TPM2_PRIMARY_ECC):
+            raise CredentialError("TPM-bound credential with a PCR bank or primary key other "
+                                  "than SHA-256 and ECC: not supported")
+        start = hlen + TPM2_HEADER.size
+        if len(raw) < start + blen + plen:
+            raise CredentialError("credential truncated")
+        md = hashlib.sha256()
+        if kind == KEY_HOST_TPM2:
+            if host_secret is None:
+                raise CredentialError("this credential is bound to host+tpm2: give the host's "
+                                      "credential secret too")
+            md.update(host_secret)
+        md.update(tpm2_unseal(raw[start:start + blen], mask))
+        key = md.digest()
+        hlen = _align8(start + blen + plen)
+    else:
+        key = _aes_key(kind, host_secret)
     if len(raw) < hlen + _align8(META.size) + tsz:
         raise CredentialError("credential truncated")
     iv = raw[MAIN.size:MAIN.size + ivsz]
     try:
-        plain = AESGCM(_aes_key(kind, host_secret)).decrypt(iv, raw[hlen:], raw[:hlen])
+        plain = AESGCM(key).decrypt(iv, raw[hlen:], raw[:hlen])
     except InvalidTag:
         raise CredentialError("credential does not authenticate: corrupt, truncated or "
                               "encrypted with another key") from None
@@ -184,6 +210,20 @@ def decrypt(blob: bytes, expect_name: str | None = None, host_secret: bytes | No
     if expect_name is not None and nlen and name != expect_name:
         raise CredentialError(f"credential is named {name!r}, not {expect_name!r}")
     return Credential(KEY_NAMES[kind], name, ts, not_after, plain[mlen:])
+
+
+# Credentials that systemd 257 reads in its generators rather than in a service. The two
+# paths disagree on encrypted credentials handed over in /.extra/credentials (systemd-stub's
+# way): the service manager decodes base64 (and takes nothing else), the generators take
+# only the binary form.
+GENERATOR_CREDENTIALS = ("systemd.extra-unit.", "systemd.unit-dropin.", "fstab.extra",
+                         "getty.ttys.")
+
+
+def for_initrd(name: str, blob: bytes) -> bytes:
+    """A credential file's content as the initrd's consumer of that name reads it."""
+    raw = unarmor(blob)
+    return raw if name.startswith(GENERATOR_CREDENTIALS) else armor(raw)
 
 
 def armor(raw: bytes) -> bytes:

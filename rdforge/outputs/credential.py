@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from rdforge.errors import ConfigError
@@ -66,3 +67,12 @@ def seal_for_tpm(device: str | None, primary_file: str | None, pcr_spec: str) ->
     policy = tpm2.policy_pcr(values)
     sealed = tpm2.seal(parent, secret, policy)
     return TPM2Seal(secret, sealed.blob, policy, sum(1 << i for i in values))
+
+
+def tpm2_unsealer(device: str | None) -> Callable[[bytes, int], bytes]:
+    """Unseals with the TPM (the given device, else this machine's), opened only when a
+    credential turns out to be TPM-bound."""
+    def unseal(blob: bytes, pcr_mask: int) -> bytes:
+        with TPM(device or _default_device()) as t:
+            return t.unseal(blob, pcr_mask)
+    return unseal

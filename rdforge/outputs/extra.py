@@ -2,9 +2,8 @@
 cpio archive appended to the initrd, unpacked by the kernel over the first one, holding
 /.extra/sysext/*.raw (system extensions) and /.extra/credentials/*.cred (credentials).
 
-Credentials go in binary form whatever form they were given in: the service manager reads
-both, but systemd 257's generators (systemd.extra-unit.*, systemd.unit-dropin.*) read
-encrypted credentials only in binary form."""
+Credentials go in the form their consumer in the initrd reads (creds.for_initrd): base64
+for the service manager, binary for systemd's generators (systemd.extra-unit.*, ...)."""
 
 from __future__ import annotations
 
@@ -36,7 +35,7 @@ def extra_cpio(sysexts: Sequence[Path] = (), credentials: Sequence[Path] = ()) -
             except OSError as e:
                 raise RdforgeError(f"{f}: {e.strerror}") from None
             if folder == "credentials":
-                data = creds.unarmor(data)
+                data = creds.for_initrd(f.name.removesuffix(".cred"), data)
             entries.append(cpio.CpioEntry(f".extra/{folder}/{f.name}", stat.S_IFREG | mode,
                                           data=data))
     out = io.BytesIO()

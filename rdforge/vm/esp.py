@@ -56,9 +56,10 @@ def make_esp(uki: Path, extras: list[Path], dest: Path) -> Path:
             for f in extras:
                 src = f
                 if f.name.endswith(".cred"):
-                    # Binary, as in extra_cpio: systemd's generators read no other form.
+                    # In the form its consumer reads, as in extra_cpio.
                     src = Path(tmp, f.name)
-                    src.write_bytes(creds.unarmor(f.read_bytes()))
+                    src.write_bytes(creds.for_initrd(f.name.removesuffix(".cred"),
+                                                     f.read_bytes()))
                 _run(["mcopy", *img, str(src), f"::/{LOADER}.extra.d/{extra_name(f)}"])
     return dest
 

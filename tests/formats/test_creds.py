@@ -115,3 +115,12 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     made = creds.decrypt((tmp_path / "passwd.hashed-password.root.cred").read_bytes())
     assert made.data == b"$6$abc$def" and made.name == "passwd.hashed-password.root"
     assert (tmp_path / "passwd.hashed-password.root.cred").stat().st_mode & 0o077 == 0
+
+
+def test_credentials_go_to_the_initrd_in_the_form_their_reader_takes() -> None:
+    raw = creds.encrypt("systemd.extra-unit.x.service", b"[Unit]\n")
+    # Generators read the binary form only, services base64 only (systemd 257).
+    assert creds.for_initrd("systemd.extra-unit.x.service", creds.armor(raw)) == raw
+    assert creds.for_initrd("systemd.unit-dropin.initrd.target~x", raw) == raw
+    assert creds.for_initrd("passwd.hashed-password.root", raw) == creds.armor(raw)
+    assert creds.for_initrd("passwd.hashed-password.root", creds.armor(raw)) == creds.armor(raw)
