@@ -85,6 +85,33 @@ class Compressor:
         return self._out.getvalue()
 
 
+def settings_id(algo: str, level: int | None) -> str:
+    """Names everything that decides the compressed bytes besides the input: the algorithm,
+    its settings here and the library's version. A cache of compressed output is keyed by it,
+    so that no stale result outlives a change of either."""
+    if algo == "zstd":
+        import zstandard
+
+        lib = f"zstandard-{zstandard.__version__}-{zstandard.ZSTD_VERSION}"
+    elif algo == "lz4":
+        import lz4
+
+        lib = f"lz4-{lz4.__version__}"
+    elif algo == "gzip":
+        import zlib
+
+        lib = f"zlib-{zlib.ZLIB_RUNTIME_VERSION}"
+    else:  # xz: the liblzma Python was built with; none: nothing
+        import platform
+
+        lib = f"python-{platform.python_version()}"
+    return f"{algo}|{level}|{lib}|{SETTINGS_VERSION}"
+
+
+# Bump when the settings Compressor uses change.
+SETTINGS_VERSION = "st-window24-crc32"
+
+
 def compress_stream(raw: bytes, algo: str, level: int | None = None) -> bytes:
     c = Compressor(algo, level, len(raw))
     c.write(raw)

@@ -329,7 +329,7 @@ def archive(tree: Tree, mtime: int, algo: str, level: int | None) -> tuple[bytes
     entries = cpio_entries(tree, mtime)
     digest = _Digest()
     cpio.write(digest, entries)
-    digest.h.update(f"|{algo}|{level}|v2".encode())
+    digest.h.update(("|" + compress.settings_id(algo, level)).encode())
     d = cache_root() / "compressed"
     hit = d / digest.h.hexdigest()
     if hit.exists():

@@ -117,41 +117,36 @@ def sysusers(tree: Tree) -> tuple[list[str], list[str]]:
 
 ROOT_PASSWORD = "rdforge-root-password.service"
 ROOT_FALLBACK = "rdforge-root-account.service"
+
+
+def _root_unit(description: str, after: str, credentials: str) -> str:
+    """A oneshot that makes root with systemd-sysusers (a no-op once root exists), ordered
+    before anything that could ask for the root password."""
+    return f"""[Unit]
+Description={description}
+DefaultDependencies=no
+After={after}
+Before=sysinit.target systemd-tmpfiles-setup.service emergency.service rescue.service
+Conflicts=shutdown.target initrd-switch-root.target
+Before=shutdown.target initrd-switch-root.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+{credentials}ExecStart=systemd-sysusers --inline 'u root 0:0 "Super User" /root'
+"""
+
+
 # Root is the one account made at boot: systemd-sysusers takes its password from the
 # passwd.hashed-password.root (or plaintext) credential. This runs beside udevd, not before
-# it as systemd-sysusers.service would (udevd waits for that one), and before anything that
-# could ask for the root password.
-ROOT_PASSWORD_UNIT = """[Unit]
-Description=Root password from credentials
-DefaultDependencies=no
-# tpm2.target: a credential sealed to the TPM is unsealed only once the TPM is there.
-After=systemd-tmpfiles-setup-dev-early.service tpm2.target
-Before=sysinit.target systemd-tmpfiles-setup.service emergency.service rescue.service
-Conflicts=shutdown.target initrd-switch-root.target
-Before=shutdown.target initrd-switch-root.target
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ImportCredential=passwd.*
-ExecStart=systemd-sysusers --inline 'u root 0:0 "Super User" /root'
-"""
+# it as systemd-sysusers.service would (udevd waits for that one). tpm2.target: a credential
+# sealed to the TPM is unsealed only once the TPM is there.
+ROOT_PASSWORD_UNIT = _root_unit("Root password from credentials",
+                                "systemd-tmpfiles-setup-dev-early.service tpm2.target",
+                                "ImportCredential=passwd.*\n")
 # A credential that does not decrypt fails the unit above before it runs; root must still
-# exist (locked), or sulogin finds no password database at all.
-ROOT_FALLBACK_UNIT = f"""[Unit]
-Description=Root account, locked without a password
-DefaultDependencies=no
-After={ROOT_PASSWORD}
-Before=sysinit.target systemd-tmpfiles-setup.service emergency.service rescue.service
-Conflicts=shutdown.target initrd-switch-root.target
-Before=shutdown.target initrd-switch-root.target
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-# No credentials are imported here: if root does not exist yet, it is created locked.
-ExecStart=systemd-sysusers --inline 'u root 0:0 "Super User" /root'
-"""
+# exist (locked), or sulogin finds no password database at all. No credentials here.
+ROOT_FALLBACK_UNIT = _root_unit("Root account, locked without a password", ROOT_PASSWORD, "")
 
 
 def users_and_groups(tree: Tree) -> None:
