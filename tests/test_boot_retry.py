@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -95,3 +96,18 @@ def test_a_crashing_emulator_is_named_as_such() -> None:
                      "os.kill(os.getpid(), signal.SIGSEGV)")
     res = vmboot._run_qemu(BootOptions(initrd=Path("x"), echo=False, timeout=20), cmd, "tcg")
     assert not res.ok and res.reason.startswith(vmboot.QEMU_CRASHED) and "signal 11" in res.reason
+
+
+def test_phases_are_recognised_on_a_real_console() -> None:
+    console = "\n".join((
+        "[    0.000000] Linux version 6.12.118+deb13-amd64 (debian-kernel@lists.debian.org)",
+        "[    2.850101] Run /init as init process",
+        "[    3.031300] systemd[1]: systemd 257.13-1~deb13u1 running in system mode (+PAM +AUDIT",
+        "[  OK  ] Started systemd-udevd.service - Rule-based Manager for Device Events and Files.",
+        "[  OK  ] Reached target initrd-root-device.target - Initrd Root Device.",
+        "[  OK  ] Reached target initrd-root-fs.target - Initrd Root File System.",
+        "[  OK  ] Reached target initrd.target - Initrd Default Target.",
+        "         Starting initrd-switch-root.service - Switch Root...",
+        "RDFORGE-ROOT-REACHED uptime=9.1"))
+    assert [name for name, rx in vmboot.PHASES if re.search(rx, console)] == \
+        [name for name, _ in vmboot.PHASES]

@@ -36,7 +36,7 @@ FAILURES: tuple[tuple[str, str], ...] = (
 PHASES: tuple[tuple[str, str], ...] = (
     ("kernel", r"Linux version \d"),
     ("initrd", r"Run /init as init process"),
-    ("systemd", r"systemd \d+[.\d]* running in system mode"),
+    ("systemd", r"systemd \d+\S* running in system mode"),
     ("udevd", r"Started .*Device Events and Files"),
     ("root-device", r"Reached target .*Initrd Root Device"),
     ("root-mounted", r"Reached target .*Initrd Root File System"),
