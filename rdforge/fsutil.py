@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write under a unique temporary name beside path, then rename into place: a failure
     leaves the old file intact, and concurrent writers never collide on a temporary name."""
+    write_atomic_with(path, lambda f: f.write(data), mode)
+
+
+def write_atomic_with(path: Path, write: Callable[[BinaryIO], object], mode: int = 0o644) -> None:
+    """write_atomic for content that write(file) produces piece by piece."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)

@@ -20,7 +20,7 @@ from rdforge.sources.aptconf import DEFAULT_KEYRING, AptSource
 from rdforge.sources.cache import BlobCache, cache_root, fetch_bytes
 from rdforge.sources.deb822 import parse_stanzas
 
-INDEX_FORMAT = 4  # bump when Package changes shape
+INDEX_FORMAT = 5  # bump when Package changes shape (or what its fields share)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,19 +197,46 @@ def load_index(blob: Path, base: str, arch: str) -> list[Package]:
     raw = blob.read_bytes()
     if raw[:6] == b"\xfd7zXZ\x00":
         raw = lzma.decompress(raw)
-    pkgs = parse_packages(raw.decode("utf-8", "replace"), base, arch)
+    pkgs = parse_packages(raw, base, arch)
+    del raw
     write_atomic(memo, pickle.dumps(pkgs, protocol=pickle.HIGHEST_PROTOCOL))
     return pkgs
 
 
-def parse_packages(text: str, base: str, arch: str) -> list[Package]:
+# The fields of a Packages record that rdforge uses; all others (Description above all) are
+# never decoded or kept.
+_FIELDS = re.compile(rb"^(Package|Version|Architecture|Filename|SHA256|Size|Depends|Pre-Depends|"
+                     rb"Provides|Multi-Arch|Source|Essential|Priority):[ \t]*(.*?)[ \t]*$", re.M)
+
+
+def parse_packages(data: bytes, base: str, arch: str) -> list[Package]:
+    """The records of a Packages file for arch (and all), read record by record from the
+    bytes: the index is ~100 MB of text of which a small part matters."""
     out: list[Package] = []
-    for st in parse_stanzas(text):
+    intern: dict[str, str] = {}  # one string object for values many records share
+    pos, end = 0, len(data)
+    while pos < end:
+        nxt = data.find(b"\n\n", pos)
+        if nxt < 0:
+            nxt = end
+        st = {m.group(1).decode(): m.group(2).decode("utf-8", "replace")
+              for m in _FIELDS.finditer(data, pos, nxt)}
+        pos = nxt + 2
         a = st.get("Architecture", "")
-        if a not in (arch, "all") or "Filename" not in st or "SHA256" not in st:
+        if a not in (arch, "all") or "Filename" not in st or "SHA256" not in st \
+                or "Package" not in st:
             continue
-        out.append(package_from_control(st, base, st["Filename"], st["SHA256"], int(st.get("Size", "0"))))
+        for k in ("Architecture", "Priority", "Multi-Arch", "Essential"):
+            if k in st:
+                st[k] = intern.setdefault(st[k], st[k])
+        out.append(package_from_control(st, base, st["Filename"], st["SHA256"],
+                                        int(st.get("Size", "0"))))
     return out
+
+
+def _same_or(name: str, value: str) -> str:
+    """value, as the very name object when equal (most packages are their own source)."""
+    return name if value == name else value
 
 
 def package_from_control(st: dict[str, str], base: str, filename: str, sha256: str,
@@ -219,6 +246,6 @@ def package_from_control(st: dict[str, str], base: str, filename: str, sha256: s
         filename=filename, sha256=sha256, size=size,
         depends=st.get("Depends", ""), pre_depends=st.get("Pre-Depends", ""),
         provides=st.get("Provides", ""), multi_arch=st.get("Multi-Arch", ""),
-        source=st.get("Source", st["Package"]).split()[0],
+        source=_same_or(st["Package"], st.get("Source", st["Package"]).split()[0]),
         essential=st.get("Essential", "no") == "yes",
         priority=st.get("Priority", "optional"), base=base)

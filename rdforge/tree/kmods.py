@@ -3,6 +3,7 @@ depends/softdeps, and generate modules.dep and friends for exactly that set."""
 
 from __future__ import annotations
 
+import collections
 import fnmatch
 import json
 import lzma
@@ -11,8 +12,10 @@ import re
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from rdforge.errors import KernelError
 from rdforge.formats.deb import DebFile
@@ -118,6 +121,16 @@ def index_kernel_deb(deb: Path, sha256: str) -> KernelIndex:
     kver = ""
     modules: dict[str, Module] = {}
     builtin: set[str] = set()
+    # Reading each module's .modinfo means decompressing it: on a second core, a bounded
+    # number at a time (lzma works without the interpreter lock), while the package is read.
+    pool = ThreadPoolExecutor(max_workers=2)
+    pending: collections.deque[Future[Module]] = collections.deque()
+
+    def collect(limit: int) -> None:
+        while len(pending) > limit:
+            mod = pending.popleft().result()
+            modules[mod.name] = mod
+
     try:
         with DebFile(deb) as d:
             for ti, content in d.data():
@@ -133,10 +146,11 @@ def index_kernel_deb(deb: Path, sha256: str) -> KernelIndex:
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     dest.write_bytes(content)
                     if re.search(r"\.ko(\.\w+)?$", rel):
-                        mod = _parse_module(rel, content)
-                        modules[mod.name] = mod
+                        pending.append(pool.submit(_parse_module, rel, content))
+                        collect(16)
                     elif rel == "modules.builtin":
                         builtin = {modname(x) for x in content.decode().split()}
+        collect(0)
         if not kver or not (tmp / "vmlinuz").exists():
             raise KernelError(f"{deb}: no boot/vmlinuz-* in this kernel package")
         data = {"kver": kver, "builtin": sorted(builtin),
@@ -153,6 +167,7 @@ def index_kernel_deb(deb: Path, sha256: str) -> KernelIndex:
             if not idx.exists():
                 raise
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         if tmp.exists():
             shutil.rmtree(tmp)
     return _load(root, idx)
@@ -211,15 +226,16 @@ def install(tree: Tree, kidx: KernelIndex, mods: list[Module], decompress: bool 
 
     import zstandard
 
-    from rdforge.fsutil import write_atomic
+    from rdforge.fsutil import write_atomic_with
 
     base = f"usr/lib/modules/{kidx.kver}"
     key = hashlib.sha256(json.dumps([decompress, sorted(m.path for m in mods)]).encode()).hexdigest()
     stored = kidx.root / "installed" / f"{key[:32]}.pickle.zst"
     if stored.exists():
         try:
-            files: dict[str, bytes] = pickle.loads(
-                zstandard.ZstdDecompressor().decompress(stored.read_bytes()))
+            with open(stored, "rb") as f:  # streamed: no copy of the whole in between
+                files: dict[str, bytes] = pickle.load(
+                    zstandard.ZstdDecompressor().stream_reader(f))
             for rel, data in sorted(files.items()):
                 tree.add(f"{base}/{rel}", Entry(FILE, 0o644, data=data, package="kernel"))
             return
@@ -228,8 +244,11 @@ def install(tree: Tree, kidx: KernelIndex, mods: list[Module], decompress: bool 
     staged = Tree()
     _install_fresh(staged, kidx, mods, decompress)
     files = {p[len(base) + 1:]: e.data for p, e in staged.entries.items() if e.kind == FILE}
-    write_atomic(stored, zstandard.ZstdCompressor(level=1, threads=-1).compress(
-        pickle.dumps(files, protocol=pickle.HIGHEST_PROTOCOL)))
+    def dump(f: BinaryIO) -> None:
+        with zstandard.ZstdCompressor(level=1).stream_writer(f, closefd=False) as w:
+            pickle.dump(files, w, protocol=pickle.HIGHEST_PROTOCOL)
+
+    write_atomic_with(stored, dump)
     for rel, data in sorted(files.items()):
         tree.add(f"{base}/{rel}", Entry(FILE, 0o644, data=data, package="kernel"))
 
