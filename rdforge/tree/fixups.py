@@ -11,6 +11,7 @@ from rdforge.formats.elf import is_elf, read_elf
 from rdforge.tree.model import CHAR, DIR, FILE, SYMLINK, Entry, Tree
 
 LIBDIRS = ("usr/lib/x86_64-linux-gnu", "usr/lib64", "usr/lib")
+UNITDIR = "usr/lib/systemd/system"
 
 
 def base_layout(tree: Tree) -> None:
@@ -163,6 +164,12 @@ def users_and_groups(tree: Tree) -> None:
     tree.add_file("etc/shadow", shadow.encode(), 0o000)
     gshadow = "".join(f"{line.split(':')[0]}:!*::\n" for line in group)
     tree.add_file("etc/gshadow", gshadow.encode(), 0o000)
+    if tree.get(f"{UNITDIR}/systemd-tmpfiles-setup-dev.service") is not None:
+        # The second pass over /dev exists for users and groups systemd-sysusers makes at
+        # boot; here all are made now, so the first pass (-early) has already done it all,
+        # unless a sysusers.extra credential brings more. Off the way to udevd, then.
+        tree.add_file(f"{UNITDIR}/systemd-tmpfiles-setup-dev.service.d/10-rdforge.conf",
+                      b"[Unit]\nConditionCredential=sysusers.extra\n")
     if tree.get("usr/bin/systemd-sysusers") is not None:
         for name, unit in ((ROOT_PASSWORD, ROOT_PASSWORD_UNIT), (ROOT_FALLBACK, ROOT_FALLBACK_UNIT)):
             tree.add_file(f"usr/lib/systemd/system/{name}", unit.encode())
@@ -182,7 +189,6 @@ NOT_STARTED = (
     "sysinit.target.wants/systemd-binfmt.service", "local-fs.target.wants/tmp.mount",
     "local-fs.target.wants/run-lock.mount",
 )
-UNITDIR = "usr/lib/systemd/system"
 
 
 def unit_binary_missing(tree: Tree, unit: str) -> bool:

@@ -15,6 +15,7 @@ def test_sysusers_lines_become_locked_accounts_root_is_left_to_boot() -> None:
     t.add_file("usr/lib/sysusers.d/other.conf", b'u svc -\nm svc tty\n')
     t.add_file("usr/lib/systemd/system/systemd-sysusers.service", b"[Unit]\n")
     t.add_file("usr/bin/systemd-sysusers", b"\x7fELF")
+    t.add_file("usr/lib/systemd/system/systemd-tmpfiles-setup-dev.service", b"[Unit]\n")
     fixups.users_and_groups(t)
     passwd = t.entries["etc/passwd"].data.decode().splitlines()
     names = [line.split(":")[0] for line in passwd]
@@ -36,6 +37,10 @@ def test_sysusers_lines_become_locked_accounts_root_is_left_to_boot() -> None:
     unit = t.entries["usr/lib/systemd/system/rdforge-root-password.service"].data.decode()
     assert "ImportCredential=passwd.*" in unit and "udevd" not in unit
     assert "Before=sysinit.target systemd-tmpfiles-setup.service emergency.service" in unit
+    # With every account made at build time, the second pass over /dev has nothing to add
+    # unless a credential brings more accounts.
+    dropin = t.entries["usr/lib/systemd/system/systemd-tmpfiles-setup-dev.service.d/10-rdforge.conf"]
+    assert dropin.data == b"[Unit]\nConditionCredential=sysusers.extra\n"
 
 
 def test_static_nodes_become_a_tmpfiles_file_and_kmod_static_nodes_has_nothing_to_do() -> None:
