@@ -41,14 +41,6 @@ def test_panic_after_init_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> Non
     assert len(calls) == 1 and not res.ok and "retry" not in res.reason
 
 
-def test_stall_before_init_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
-    stalled = BootResult(False, f"{vmboot.STALLED}: no console output for 61s", 70.0,
-                         {"kernel": 0.5}, "[ 1.1] pci 0000:00:01.0: BAR 0\n")
-    calls = _fake([stalled, BootResult(True, "marker appeared", 9.0, {"initrd": 3.0})], monkeypatch)
-    res = vmboot._run(BootOptions(initrd=Path("x")), [], "tcg")
-    assert len(calls) == 2 and res.ok and "stalled before /init" in res.reason
-
-
 def _fake_qemu(script: str) -> list[str]:
     return [sys.executable, "-c", script]
 
@@ -80,13 +72,18 @@ def test_rcu_stall_before_init_is_reported_as_stalled() -> None:
     assert not res.ok and "RCU stall" in res.reason
 
 
-def test_qemu_crash_is_retried_once_at_any_point(monkeypatch: pytest.MonkeyPatch) -> None:
-    crash = BootResult(False, f"{vmboot.QEMU_CRASHED} (signal 11) before 'X' appeared", 9.0,
-                       {"initrd": 3.0}, "")
-    calls = _fake([crash, BootResult(True, "marker appeared", 9.0, {"initrd": 3.0})], monkeypatch)
+@pytest.mark.parametrize("first, says", [
+    (BootResult(False, f"{vmboot.STALLED}: no console output for 61s", 70.0, {"kernel": 0.5},
+                "[ 1.1] pci 0000:00:01.0: BAR 0\n"), "stalled before /init"),
+    (BootResult(False, f"{vmboot.QEMU_CRASHED} (signal 11) before 'X' appeared", 9.0,
+                {"initrd": 3.0}, ""), "signal 11"),  # a crash at any point
+])
+def test_emulator_faults_are_retried_once_and_named(first: BootResult, says: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _fake([first, BootResult(True, "marker appeared", 9.0, {"initrd": 3.0})], monkeypatch)
     res = vmboot._run(BootOptions(initrd=Path("x")), [], "tcg")
-    assert len(calls) == 2 and res.ok and "signal 11" in res.reason
-    calls = _fake([crash, crash], monkeypatch)
+    assert len(calls) == 2 and res.ok and says in res.reason
+    calls = _fake([first, first], monkeypatch)
     res = vmboot._run(BootOptions(initrd=Path("x")), [], "tcg")
     assert len(calls) == 2 and not res.ok  # twice is not the emulator's bad luck
 
