@@ -1,6 +1,6 @@
 """Talking to a TPM 2.0: a character device (/dev/tpmrm0) or a software TPM's command socket
-(`swtpm:path=SOCKET`, as systemd names it). Only what sealing to the TPM needs: its storage
-primary's public area and its PCR values."""
+(`swtpm:path=SOCKET`, as systemd names it). Only what credentials need: the storage primary's
+public area and PCR values (to seal), and import, load and a PCR-policy unseal (to open)."""
 
 from __future__ import annotations
 
@@ -30,12 +30,14 @@ def _explain(code: int, rc: int) -> str:
     if rc & RC_FMT1 and rc & 0x3F == RC_INTEGRITY and code in (CC_IMPORT, CC_LOAD):
         return "this was not sealed to this TPM (the TPM's integrity check fails)"
     return f"the TPM refused command 0x{code:x} (response code 0x{rc:x})"
-# An authorization with the empty password: the owner hierarchy and systemd's primary have none.
-PW_AUTH = struct.pack(">I", RS_PW) + b2(b"") + b"\0" + b2(b"")
 
 
-def _auth(session: bytes) -> bytes:
-    return struct.pack(">I", len(session)) + session
+def _auth(session: int) -> bytes:
+    """A command's authorization area with one session and no nonce, attributes or HMAC: the
+    empty password (RS_PW: the owner hierarchy and systemd's primary have none), or a policy
+    session whose policy needs no HMAC."""
+    area = struct.pack(">I", session) + b2(b"") + b"\0" + b2(b"")
+    return struct.pack(">I", len(area)) + area
 
 
 class TPMDeviceError(RdforgeError):
@@ -111,7 +113,7 @@ class TPM:
             raise TPMDeviceError(f"{self.device}: {e.strerror or e}") from e
 
     def _create_primary(self) -> tuple[int, bytes]:
-        body = (struct.pack(">I", RH_OWNER) + _auth(PW_AUTH)
+        body = (struct.pack(">I", RH_OWNER) + _auth(RS_PW)
                 + b2(b2(b"") + b2(b""))  # inSensitive: no auth, no data
                 + b2(tpm2.primary_template()) + b2(b"") + struct.pack(">I", 0))
         r = self.command(ST_SESSIONS, CC_CREATE_PRIMARY, body)
@@ -140,13 +142,13 @@ class TPM:
         handles = [parent]
         try:
             if seed and seed != b2(b""):
-                body = (struct.pack(">I", parent) + _auth(PW_AUTH) + b2(b"") + public + private
+                body = (struct.pack(">I", parent) + _auth(RS_PW) + b2(b"") + public + private
                         + seed + struct.pack(">H", tpm2.ALG_NULL))
                 rr = self.command(ST_SESSIONS, CC_IMPORT, body)
                 rr.u32()
                 private = b2(rr.b2())
             rr = self.command(ST_SESSIONS, CC_LOAD,
-                              struct.pack(">I", parent) + _auth(PW_AUTH) + private + public)
+                              struct.pack(">I", parent) + _auth(RS_PW) + private + public)
             obj = rr.u32()
             handles.append(obj)
             body = (struct.pack(">II", RH_NULL, RH_NULL) + b2(os.urandom(16)) + b2(b"")
@@ -159,8 +161,7 @@ class TPM:
                 self.command(ST_NO_SESSIONS, CC_POLICY_PCR, struct.pack(">I", session) + b2(b"")
                              + tpm2.pcr_selection(pcrs))
             # The policy session authorizes; its HMAC is empty (no PolicyAuthValue was run).
-            auth = struct.pack(">I", session) + b2(b"") + b"\0" + b2(b"")
-            rr = self.command(ST_SESSIONS, CC_UNSEAL, struct.pack(">I", obj) + _auth(auth))
+            rr = self.command(ST_SESSIONS, CC_UNSEAL, struct.pack(">I", obj) + _auth(session))
             handles.remove(session)  # ended with the command (continueSession not set)
             rr.u32()
             return rr.b2()
@@ -189,4 +190,9 @@ class TPM:
 
 
 def default_device() -> str:
-    return "/dev/tpmrm0" if Path("/dev/tpmrm0").exists() else "/dev/tpm0"
+    """This machine's TPM; an error that says what to do instead when it has none."""
+    for dev in ("/dev/tpmrm0", "/dev/tpm0"):
+        if Path(dev).exists():
+            return dev
+    raise TPMDeviceError("this machine has no TPM: give --tpm2-device DEV, or --tpm2-primary "
+                         "FILE (saved on the target with `rdforge tpm2-primary`) to seal without it")

@@ -34,16 +34,8 @@ def storage_primary(device: str | None, primary_file: str | None) -> bytes:
             return Path(primary_file).read_bytes()
         except OSError as e:
             raise ConfigError(f"--tpm2-primary {primary_file}: {e.strerror}") from None
-    with TPM(device or _default_device()) as t:
+    with TPM(device or default_device()) as t:
         return t.storage_primary()
-
-
-def _default_device() -> str:
-    dev = default_device()
-    if not Path(dev).exists():
-        raise ConfigError("this machine has no TPM: give --tpm2-device DEV, or --tpm2-primary FILE "
-                          "(saved on the target with `rdforge tpm2-primary`) to seal without it")
-    return dev
 
 
 def seal_for_tpm(device: str | None, primary_file: str | None, pcr_spec: str) -> TPM2Seal:
@@ -52,14 +44,18 @@ def seal_for_tpm(device: str | None, primary_file: str | None, pcr_spec: str) ->
     pcrs = parse_pcrs(pcr_spec)
     unknown = sorted(i for i, v in pcrs.items() if v is None)
     values: dict[int, bytes] = {i: v for i, v in pcrs.items() if v is not None}
-    if unknown:
-        if primary_file and not device:
-            raise ConfigError(f"PCR {unknown[0]} has no value: without a TPM (--tpm2-primary) give "
-                              "each as PCR:sha256=HEX")
-        with TPM(device or _default_device()) as t:
+    if unknown and primary_file and not device:
+        raise ConfigError(f"PCR {unknown[0]} has no value: without a TPM (--tpm2-primary) give "
+                          "each as PCR:sha256=HEX")
+    if primary_file:
+        public = storage_primary(None, primary_file)
+    if unknown or not primary_file:
+        with TPM(device or default_device()) as t:  # one session with the TPM for both
             values.update(t.pcr_values(unknown))
+            if not primary_file:
+                public = t.storage_primary()
     try:
-        parent = tpm2.parse_public(storage_primary(device, primary_file))
+        parent = tpm2.parse_public(public)
     except tpm2.TPMError as e:
         what = f"--tpm2-primary {primary_file}" if primary_file else "the TPM's storage key"
         raise ConfigError(f"{what}: not a usable TPM storage key ({e})") from None
@@ -73,6 +69,6 @@ def tpm2_unsealer(device: str | None) -> Callable[[bytes, int], bytes]:
     """Unseals with the TPM (the given device, else this machine's), opened only when a
     credential turns out to be TPM-bound."""
     def unseal(blob: bytes, pcr_mask: int) -> bytes:
-        with TPM(device or _default_device()) as t:
+        with TPM(device or default_device()) as t:
             return t.unseal(blob, pcr_mask)
     return unseal

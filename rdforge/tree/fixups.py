@@ -214,12 +214,9 @@ def boot_path(tree: Tree) -> list[str]:
         if not (p.startswith(UNITDIR + "/") and ".wants/" in p and p.endswith(".socket")
                 and e.kind == SYMLINK):
             continue
-        service = p.rpartition("/")[2].removesuffix(".socket") + ".service"
-        templated = p.rpartition("/")[2].removesuffix(".socket") + "@.service"
-        if tree.get(f"{UNITDIR}/{service}") is None and tree.get(f"{UNITDIR}/{templated}") is None:
-            continue
-        name = service if tree.get(f"{UNITDIR}/{service}") is not None else templated
-        if unit_binary_missing(tree, name):
+        stem = p.rpartition("/")[2].removesuffix(".socket")
+        # The service it starts: NAME.service, or NAME@.service for Accept=yes sockets.
+        if any(unit_binary_missing(tree, f"{stem}{at}.service") for at in ("", "@")):
             tree.remove(p)
             gone.append(p[len(UNITDIR) + 1:])
     return sorted(gone)
