@@ -258,6 +258,7 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     static_nodes = fixups.static_nodes(b.tree, kver)
     not_started = fixups.boot_path(b.tree)
     fixups.fs_module_rule(b.tree)
+    dropins = fixups.boot_order(b.tree)
     missing_fw = b.firmware(mods, firmware_pkgs)
     pkgs = sorted(b.unpacked.values(), key=lambda x: x.name)
     keep = dlopen_wants(b.tree, cfg.dlopen_features) | KEEP_SONAMES
@@ -295,6 +296,7 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
         "unused_libraries_dropped": dead_libs,
         "dangling_symlinks_dropped": dangling,
         "units_not_started": not_started,
+        "units_with_rdforge_dropins": dropins,
         "static_device_nodes": static_nodes,
         "check_warnings": rep.warnings,
     }

@@ -118,15 +118,38 @@ def sysusers(tree: Tree) -> tuple[list[str], list[str]]:
 
 ROOT_PASSWORD = "rdforge-root-password.service"
 ROOT_FALLBACK = "rdforge-root-account.service"
+FORGET_ROOT = "usr/lib/rdforge/forget-root"
+SYSUSERS_ROOT = """ExecStart=systemd-sysusers --inline 'u root 0:0 "Super User" /root'\n"""
 
-
-def _root_unit(description: str, after: str, credentials: str) -> str:
-    """A oneshot that makes root with systemd-sysusers (a no-op once root exists), ordered
-    before anything that could ask for the root password."""
-    return f"""[Unit]
-Description={description}
+# Root is made at build time, locked like every account here. A passwd.* credential (the
+# hashed or plain root password, root's shell) is applied at boot: root is taken out of
+# passwd and shadow, and systemd-sysusers makes it again from the credentials. Without such
+# a credential the unit does not start, so it costs nothing on a plain boot.
+# tpm2.target: a credential sealed to the TPM is unsealed only once the TPM is there.
+# A credential that does not decrypt fails the unit before anything ran: root stays as
+# built. Should systemd-sysusers fail after root was taken out, the fallback makes root again,
+# locked (sulogin needs an entry to say the account is locked).
+ROOT_PASSWORD_UNIT = f"""[Unit]
+Description=Root password from credentials
 DefaultDependencies=no
-After={after}
+ConditionPathExistsGlob=|/run/credentials/@system/passwd.*
+ConditionPathExistsGlob=|/run/credentials/@encrypted/passwd.*
+After=systemd-tmpfiles-setup-dev-early.service tpm2.target
+Before=sysinit.target systemd-tmpfiles-setup.service emergency.service rescue.service
+OnFailure={ROOT_FALLBACK}
+Conflicts=shutdown.target initrd-switch-root.target
+Before=shutdown.target initrd-switch-root.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ImportCredential=passwd.*
+ExecStartPre=/{FORGET_ROOT}
+{SYSUSERS_ROOT}"""
+ROOT_FALLBACK_UNIT = f"""[Unit]
+Description=Root account, locked without a password
+DefaultDependencies=no
+After={ROOT_PASSWORD}
 Before=sysinit.target systemd-tmpfiles-setup.service emergency.service rescue.service
 Conflicts=shutdown.target initrd-switch-root.target
 Before=shutdown.target initrd-switch-root.target
@@ -134,30 +157,28 @@ Before=shutdown.target initrd-switch-root.target
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-{credentials}ExecStart=systemd-sysusers --inline 'u root 0:0 "Super User" /root'
+{SYSUSERS_ROOT}"""
+# Reads each file whole, then writes it back without root's line (bash builtins only: the
+# image has no sed or grep).
+FORGET_ROOT_SCRIPT = """#!/bin/bash
+# rdforge: take root out of passwd and shadow so that systemd-sysusers makes it again with
+# the password from a credential (it never changes an account that exists).
+set -e
+for f in /etc/passwd /etc/shadow; do
+    mapfile -t lines < "$f"
+    for line in "${lines[@]}"; do
+        [[ $line == root:* ]] || printf '%s\\n' "$line"
+    done > "$f"
+done
 """
 
 
-# Root is the one account made at boot: systemd-sysusers takes its password from the
-# passwd.hashed-password.root (or plaintext) credential. This runs beside udevd, not before
-# it as systemd-sysusers.service would (udevd waits for that one). tpm2.target: a credential
-# sealed to the TPM is unsealed only once the TPM is there.
-ROOT_PASSWORD_UNIT = _root_unit("Root password from credentials",
-                                "systemd-tmpfiles-setup-dev-early.service tpm2.target",
-                                "ImportCredential=passwd.*\n")
-# A credential that does not decrypt fails the unit above before it runs; root must still
-# exist (locked), or sulogin finds no password database at all. No credentials here.
-ROOT_FALLBACK_UNIT = _root_unit("Root account, locked without a password", ROOT_PASSWORD, "")
-
-
 def users_and_groups(tree: Tree) -> None:
-    """passwd/group/shadow for the system accounts of sysusers.d, all locked, except root:
-    root is created at boot by systemd-sysusers, which takes its password from the
-    passwd.hashed-password.root (or plaintext) credential and leaves it locked without one.
-    A vendor image carries no root password of its own. systemd-sysusers.service keeps its
-    stock conditions: with every other account made here it has nothing to do."""
+    """passwd/group/shadow for the system accounts of sysusers.d and root, all locked. A
+    vendor image carries no root password of its own: root's comes from a credential at
+    boot (ROOT_PASSWORD_UNIT). systemd-sysusers.service keeps its stock conditions: with
+    every account made here it has nothing to do."""
     passwd, group = sysusers(tree)
-    passwd = [line for line in passwd if not line.startswith("root:")]
     tree.add_file("etc/passwd", ("\n".join(passwd) + "\n").encode())
     tree.add_file("etc/group", ("\n".join(group) + "\n").encode())
     shadow = "".join(f"{line.split(':')[0]}:!*:1::::::\n" for line in passwd)
@@ -170,25 +191,29 @@ def users_and_groups(tree: Tree) -> None:
         # unless a sysusers.extra credential brings more. Off the way to udevd, then.
         tree.add_file(f"{UNITDIR}/systemd-tmpfiles-setup-dev.service.d/10-rdforge.conf",
                       b"[Unit]\nConditionCredential=sysusers.extra\n")
-    if tree.get("usr/bin/systemd-sysusers") is not None:
+    if tree.get("usr/bin/systemd-sysusers") is not None and tree.get("usr/bin/bash") is not None:
+        tree.add_file(FORGET_ROOT, FORGET_ROOT_SCRIPT.encode(), 0o755)
         for name, unit in ((ROOT_PASSWORD, ROOT_PASSWORD_UNIT), (ROOT_FALLBACK, ROOT_FALLBACK_UNIT)):
-            tree.add_file(f"usr/lib/systemd/system/{name}", unit.encode())
-            tree.add_symlink(f"usr/lib/systemd/system/sysinit.target.wants/{name}", f"../{name}")
+            tree.add_file(f"{UNITDIR}/{name}", unit.encode())
+        tree.add_symlink(f"{UNITDIR}/sysinit.target.wants/{ROOT_PASSWORD}", f"../{ROOT_PASSWORD}")
 
 
 # Units an initrd has no job for: API file systems nothing before switch-root uses, binfmt
-# handlers, a tmpfs over a /tmp that is already in RAM. Each would cost a mount or a program
-# start on every boot. Their unit files stay, so a drop-in or a sysext can still start them;
-# only the links that start them on every boot go.
+# handlers. Each would cost a mount or a program start on every boot. Their unit files stay,
+# so a drop-in or a sysext can still start them; only the links that start them on every
+# boot go.
 NOT_STARTED = (
     "sysinit.target.wants/dev-hugepages.mount", "sysinit.target.wants/dev-mqueue.mount",
-    "sysinit.target.wants/sys-fs-fuse-connections.mount",
     "sysinit.target.wants/sys-kernel-config.mount", "sysinit.target.wants/sys-kernel-debug.mount",
     "sysinit.target.wants/sys-kernel-tracing.mount",
     "sysinit.target.wants/proc-sys-fs-binfmt_misc.automount",
-    "sysinit.target.wants/systemd-binfmt.service", "local-fs.target.wants/tmp.mount",
-    "local-fs.target.wants/run-lock.mount",
+    "sysinit.target.wants/systemd-binfmt.service", "local-fs.target.wants/run-lock.mount",
 )
+# Units pulled in by something other than a link, masked in the initrd's /etc: a tmpfs over
+# a /tmp that is already in RAM (basic.target wants it by name), and the FUSE control file
+# system, which udev asks for when it sees the fuse module (built in or not) and which costs
+# a modprobe and a mount.
+MASKED = ("tmp.mount", "sys-fs-fuse-connections.mount")
 
 
 def unit_binary_missing(tree: Tree, unit: str) -> bool:
@@ -210,6 +235,10 @@ def boot_path(tree: Tree) -> list[str]:
     gone = [link for link in NOT_STARTED if tree.get(f"{UNITDIR}/{link}", follow=False)]
     for link in gone:
         tree.remove(f"{UNITDIR}/{link}")
+    for unit in MASKED:
+        if tree.get(f"{UNITDIR}/{unit}") is not None:
+            tree.add_symlink(f"etc/systemd/system/{unit}", "/dev/null")
+            gone.append(f"{unit} (masked)")
     for p, e in sorted(tree.entries.items()):
         if not (p.startswith(UNITDIR + "/") and ".wants/" in p and p.endswith(".socket")
                 and e.kind == SYMLINK):
@@ -220,6 +249,77 @@ def boot_path(tree: Tree) -> list[str]:
             tree.remove(p)
             gone.append(p[len(UNITDIR) + 1:])
     return sorted(gone)
+
+
+# Subsystems of the devices a root file system sits on, and their parents: the initrd's
+# coldplug sends their events first, ahead of the stock order, so that storage drivers load
+# while the other events are still queued.
+STORAGE_SUBSYSTEMS = ("block", "pci", "virtio", "scsi", "nvme", "usb", "mmc")
+
+
+def _unit_lines(tree: Tree, unit: str) -> list[str]:
+    e = tree.get(f"{UNITDIR}/{unit}")
+    return e.data.decode(errors="replace").splitlines() if e is not None and e.kind == FILE else []
+
+
+def _when_there_is_input(tree: Tree, unit: str, dirs: tuple[str, ...]) -> bool:
+    """A drop-in that starts a unit whose only job is to apply configuration only when there
+    is some: one of its configuration directories is not empty, or one of the credentials it
+    imports was passed (plain or encrypted, where the service manager puts them)."""
+    lines = _unit_lines(tree, unit)
+    globs = [line.partition("=")[2].strip() for line in lines if line.startswith("ImportCredential=")]
+    if not lines:
+        return False
+    conds = [f"ConditionDirectoryNotEmpty=|{d}" for d in dirs]
+    conds += [f"ConditionPathExistsGlob=|/run/credentials/@{kind}/{g}"
+              for g in globs for kind in ("system", "encrypted")]
+    tree.add_file(f"{UNITDIR}/{unit}.d/10-rdforge.conf", "\n".join(["[Unit]", *conds, ""]).encode())
+    return True
+
+
+def boot_order(tree: Tree) -> list[str]:
+    """Drop-ins that shorten the initrd's way to switch-root without changing what happens
+    on it. Returns the units given one.
+    - Coldplug sends the events of devices, storage first, not those of kernel modules and
+      drivers (some two hundred objects no initrd rule acts on; the root's coldplug sends
+      them all again). The root disk's own event comes after everything already queued.
+    - udev's credential loader and systemd-sysctl start only when there is a credential or a
+      configuration file for them. (The loader is ordered before udevd: it held udevd back.)
+    - initrd-parse-etc starts initrd-cleanup itself (OnSuccess=, the same job mode as the
+      systemctl call it replaces): one program start less between mount and switch-root."""
+    changed = []
+    for line in _unit_lines(tree, "systemd-udev-trigger.service"):
+        m = re.match(r"ExecStart=(-?\S*udevadm trigger) (?:--type=all )?(.*?)"
+                     r"(?: --prioritized-subsystem=(\S+))?$", line)
+        if m:
+            stock = [s for s in (m.group(3) or "").split(",") if s]
+            order = list(STORAGE_SUBSYSTEMS) + [s for s in stock if s not in STORAGE_SUBSYSTEMS]
+            tree.add_file(f"{UNITDIR}/systemd-udev-trigger.service.d/10-rdforge.conf",
+                          f"[Service]\nExecStart=\nExecStart={m.group(1)} --type=devices "
+                          f"{m.group(2)} --prioritized-subsystem={','.join(order)}\n".encode())
+            changed.append("systemd-udev-trigger.service")
+            break
+    # Integrity volumes come only from /etc/integritytab (no kernel command line option):
+    # an image built without one has nothing for the generator to read at any boot.
+    gen = "usr/lib/systemd/system-generators/systemd-integritysetup-generator"
+    if tree.get("etc/integritytab") is None and tree.get(gen) is not None:
+        tree.remove(gen)
+        changed.append("systemd-integritysetup-generator (removed)")
+    if _when_there_is_input(tree, "systemd-udev-load-credentials.service", ()):
+        changed.append("systemd-udev-load-credentials.service")
+    if _when_there_is_input(tree, "systemd-sysctl.service",
+                            tuple(f"{d}/sysctl.d" for d in ("/etc", "/run", "/usr/local/lib", "/usr/lib"))):
+        changed.append("systemd-sysctl.service")
+    lines = _unit_lines(tree, "initrd-parse-etc.service")
+    starts = [line for line in lines if line.startswith("ExecStart=")]
+    handover = "ExecStart=systemctl --no-block start initrd-cleanup.service"
+    if handover in starts:
+        rest = "".join(f"{line}\n" for line in starts if line != handover)
+        tree.add_file(f"{UNITDIR}/initrd-parse-etc.service.d/10-rdforge.conf",
+                      ("[Unit]\nOnSuccess=initrd-cleanup.service\nOnSuccessJobMode=replace\n\n"
+                       f"[Service]\nExecStart=\n{rest}").encode())
+        changed.append("initrd-parse-etc.service")
+    return changed
 
 
 FS_MODULE_RULE = """\

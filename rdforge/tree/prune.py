@@ -56,6 +56,10 @@ DEFAULT_PRUNE: tuple[str, ...] = (
         "70-mouse", "70-power-switch", "70-touchpad", "70-uaccess", "71-seat", "73-seat-late",
         "78-sound-card", "90-iocost", "96-e2scrub")),
     "usr/lib/udev/dmi_memory_id", "usr/lib/udev/iocost", "usr/lib/udev/v4l_id",
+    # Debian's sysctl settings for the running system: core files named "core" (the kernel's
+    # default anyway) and a larger PID space. The root's systemd-sysctl applies them; in the
+    # initrd they only cost a program start (which then skips: nothing left to apply).
+    "usr/lib/sysctl.d/10-coredump-debian.conf", "usr/lib/sysctl.d/50-pid-max.conf",
 )
 
 

@@ -104,3 +104,27 @@ def test_units_from_credentials_run_in_the_initrd(default_build: Path, tmp_path:
     assert "RDFORGE-EXTRA-UNIT ran" in res.console, res.console[-3000:]
     # In the initrd, before switch-root.
     assert res.console.index("RDFORGE-EXTRA-UNIT ran") < res.console.index("Switch Root")
+
+
+def _udev_marker_rule(marker: str) -> str:
+    return (f'ACTION=="add", SUBSYSTEM=="block", ENV{{ID_FS_LABEL}}=="rdforge-root", '
+            f"RUN+=\"/bin/bash -c 'echo {marker} $kernel > /dev/kmsg'\"\n")
+
+
+def test_udev_rules_from_credentials_apply_to_coldplug(default_build: Path, tmp_path: Path) -> None:
+    # udev's credential loader runs only when a udev.* credential is there: one through
+    # SMBIOS (a plain system credential), one in /.extra (an encrypted one) must both apply.
+    name = "udev.rules.98-rdforge-extra"
+    cred = tmp_path / f"{name}.cred"
+    cred.write_bytes(creds.armor(creds.encrypt(name, _udev_marker_rule("RDFORGE-UDEV-EXTRA").encode())))
+    opts = BootOptions(initrd=default_build, echo=False, timeout=240, credentials=(cred,),
+                       smbios_credentials=("udev.rules.99-rdforge-smbios="
+                                           + _udev_marker_rule("RDFORGE-UDEV-SMBIOS"),))
+    opts.root_image = default_root(opts)
+    res = boot(opts)
+    assert res.ok, res.reason + res.console[-3000:]
+    # The rules were in place when the root disk's event came: before switch-root.
+    for marker in ("RDFORGE-UDEV-EXTRA vda", "RDFORGE-UDEV-SMBIOS vda"):
+        assert marker in res.console, res.console[-3000:]
+        assert res.console.index(marker) < res.console.index("Switch Root")
+    assert "Starting systemd-udev-load-credentials.service" in res.console

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 from rdforge.tree import fixups
 from rdforge.tree.unpack import new_tree
 
 
-def test_sysusers_lines_become_locked_accounts_root_is_left_to_boot() -> None:
+def test_sysusers_lines_become_locked_accounts_root_password_only_from_credentials() -> None:
     t = new_tree()
     t.add_file("usr/lib/sysusers.d/basic.conf",
                b'g root 0 -\nu root 0 - /root /bin/bash\ng tty 5 -\nu nobody 65534:65534 - /nonexistent\n')
@@ -15,32 +18,51 @@ def test_sysusers_lines_become_locked_accounts_root_is_left_to_boot() -> None:
     t.add_file("usr/lib/sysusers.d/other.conf", b'u svc -\nm svc tty\n')
     t.add_file("usr/lib/systemd/system/systemd-sysusers.service", b"[Unit]\n")
     t.add_file("usr/bin/systemd-sysusers", b"\x7fELF")
+    t.add_file("usr/bin/bash", b"\x7fELF")
     t.add_file("usr/lib/systemd/system/systemd-tmpfiles-setup-dev.service", b"[Unit]\n")
     fixups.users_and_groups(t)
     passwd = t.entries["etc/passwd"].data.decode().splitlines()
     names = [line.split(":")[0] for line in passwd]
-    assert "root" not in names  # created at boot, from a credential or locked
+    assert names[0] == "root" and passwd[0].startswith("root:x:0:0:")
     assert "systemd-network" in names and "svc" in names and "nobody" in names
     net = next(line for line in passwd if line.startswith("systemd-network:")).split(":")
     assert int(net[2]) < 1000 and net[4] == "systemd Network Management"
     shadow = t.entries["etc/shadow"].data.decode().splitlines()
-    assert all(line.split(":")[1] == "!*" for line in shadow)
+    assert all(line.split(":")[1] == "!*" for line in shadow) and shadow[0].startswith("root:")
     group = t.entries["etc/group"].data.decode()
     assert "tty:x:5:svc" in group and "root:x:0:" in group
     wants = "usr/lib/systemd/system/sysinit.target.wants"
-    for unit in ("rdforge-root-password.service", "rdforge-root-account.service"):
-        assert unit in t.entries[f"{wants}/{unit}"].target
-    # Root is made beside udevd, not before it: systemd-sysusers.service keeps its stock
-    # condition (nothing else is left for it to make) and the root units do not order
-    # themselves before udevd.
+    assert "rdforge-root-password.service" in t.entries[f"{wants}/rdforge-root-password.service"].target
+    # The locked fallback runs only when the credential unit fails, not on every boot.
+    assert f"{wants}/rdforge-root-account.service" not in t.entries
+    assert "usr/lib/systemd/system/rdforge-root-account.service" in t.entries
     assert "usr/lib/systemd/system/systemd-sysusers.service.d/10-rdforge.conf" not in t.entries
     unit = t.entries["usr/lib/systemd/system/rdforge-root-password.service"].data.decode()
+    # It starts only when a passwd.* credential was passed, plain or encrypted.
+    assert "ConditionPathExistsGlob=|/run/credentials/@system/passwd.*" in unit
+    assert "ConditionPathExistsGlob=|/run/credentials/@encrypted/passwd.*" in unit
     assert "ImportCredential=passwd.*" in unit and "udevd" not in unit
+    assert "OnFailure=rdforge-root-account.service" in unit
     assert "Before=sysinit.target systemd-tmpfiles-setup.service emergency.service" in unit
+    assert "ExecStartPre=/usr/lib/rdforge/forget-root" in unit
+    assert t.entries["usr/lib/rdforge/forget-root"].mode == 0o755
     # With every account made at build time, the second pass over /dev has nothing to add
     # unless a credential brings more accounts.
     dropin = t.entries["usr/lib/systemd/system/systemd-tmpfiles-setup-dev.service.d/10-rdforge.conf"]
     assert dropin.data == b"[Unit]\nConditionCredential=sysusers.extra\n"
+
+
+def test_forget_root_takes_only_root_out_of_passwd_and_shadow(tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nrootless:x:5:5::/:/bin/sh\n"
+                                "nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n")
+    (etc / "shadow").write_text("root:!*:1::::::\nrootless:!*:1::::::\nnobody:!*:1::::::\n")
+    script = fixups.FORGET_ROOT_SCRIPT.replace("/etc/", f"{etc}/")
+    subprocess.run(["bash", "-c", script], check=True)
+    assert (etc / "passwd").read_text() == ("rootless:x:5:5::/:/bin/sh\n"
+                                            "nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n")
+    assert (etc / "shadow").read_text() == "rootless:!*:1::::::\nnobody:!*:1::::::\n"
 
 
 def test_static_nodes_become_a_tmpfiles_file_and_kmod_static_nodes_has_nothing_to_do() -> None:
@@ -78,7 +100,58 @@ def test_boot_path_unlinks_units_with_no_initrd_job_and_sockets_of_pruned_servic
     for s in ("systemd-hostnamed.socket", "systemd-journald.socket"):
         t.add_symlink(f"{d}/sockets.target.wants/{s}", f"../{s}")
     gone = fixups.boot_path(t)
-    assert gone == ["local-fs.target.wants/tmp.mount", "sockets.target.wants/systemd-hostnamed.socket",
-                    "sysinit.target.wants/dev-hugepages.mount"]
+    assert gone == ["sockets.target.wants/systemd-hostnamed.socket",
+                    "sysinit.target.wants/dev-hugepages.mount", "tmp.mount (masked)"]
+    # basic.target wants tmp.mount by name: only a mask keeps it from being mounted.
+    assert t.entries["etc/systemd/system/tmp.mount"].target == "/dev/null"
+    assert "etc/systemd/system/sys-fs-fuse-connections.mount" not in t.entries  # no such unit
     assert f"{d}/sockets.target.wants/systemd-journald.socket" in t.entries
     assert f"{d}/dev-hugepages.mount" in t.entries  # the unit stays, only its link goes
+
+
+def test_boot_order_dropins_keep_the_stock_jobs_and_skip_those_without_input() -> None:
+    t = new_tree()
+    d = "usr/lib/systemd/system"
+    t.add_file(f"{d}/systemd-udev-trigger.service",
+               b"[Service]\nType=oneshot\nExecStart=-udevadm trigger --type=all --action=add "
+               b"--prioritized-subsystem=module,block,tpmrm,net,tty,input\n")
+    t.add_file(f"{d}/systemd-udev-load-credentials.service",
+               b"[Service]\nExecStart=udevadm control --load-credentials\n"
+               b"ImportCredential=udev.conf.*\nImportCredential=udev.rules.*\n")
+    t.add_file(f"{d}/systemd-sysctl.service",
+               b"[Service]\nExecStart=/usr/lib/systemd/systemd-sysctl\nImportCredential=sysctl.*\n")
+    t.add_file(f"{d}/initrd-parse-etc.service",
+               b"[Service]\nType=oneshot\nExecStart=/usr/lib/systemd/systemd-sysroot-fstab-check\n"
+               b"ExecStart=systemctl --no-block start initrd-cleanup.service\n")
+    gen = "usr/lib/systemd/system-generators/systemd-integritysetup-generator"
+    t.add_file(gen, b"\x7fELF")
+    assert fixups.boot_order(t) == [
+        "systemd-udev-trigger.service", "systemd-integritysetup-generator (removed)",
+        "systemd-udev-load-credentials.service", "systemd-sysctl.service",
+        "initrd-parse-etc.service"]
+    trigger = t.entries[f"{d}/systemd-udev-trigger.service.d/10-rdforge.conf"].data.decode()
+    # Devices only (no module or driver objects), storage ahead of the stock order.
+    assert trigger == ("[Service]\nExecStart=\nExecStart=-udevadm trigger --type=devices "
+                       "--action=add --prioritized-subsystem=block,pci,virtio,scsi,nvme,usb,mmc,"
+                       "module,tpmrm,net,tty,input\n")
+    creds = t.entries[f"{d}/systemd-udev-load-credentials.service.d/10-rdforge.conf"].data.decode()
+    assert creds.splitlines() == [
+        "[Unit]",
+        "ConditionPathExistsGlob=|/run/credentials/@system/udev.conf.*",
+        "ConditionPathExistsGlob=|/run/credentials/@encrypted/udev.conf.*",
+        "ConditionPathExistsGlob=|/run/credentials/@system/udev.rules.*",
+        "ConditionPathExistsGlob=|/run/credentials/@encrypted/udev.rules.*"]
+    sysctl = t.entries[f"{d}/systemd-sysctl.service.d/10-rdforge.conf"].data.decode().splitlines()
+    assert "ConditionDirectoryNotEmpty=|/usr/lib/sysctl.d" in sysctl
+    assert "ConditionDirectoryNotEmpty=|/etc/sysctl.d" in sysctl
+    assert "ConditionPathExistsGlob=|/run/credentials/@encrypted/sysctl.*" in sysctl
+    parse = t.entries[f"{d}/initrd-parse-etc.service.d/10-rdforge.conf"].data.decode()
+    # initrd-cleanup is started by the manager on success, in the mode systemctl used.
+    assert parse == ("[Unit]\nOnSuccess=initrd-cleanup.service\nOnSuccessJobMode=replace\n\n"
+                     "[Service]\nExecStart=\nExecStart=/usr/lib/systemd/systemd-sysroot-fstab-check\n")
+    assert gen not in t.entries
+    # A systemd without these units: nothing to change. An integritytab keeps its generator.
+    t2 = new_tree()
+    t2.add_file(gen, b"\x7fELF")
+    t2.add_file("etc/integritytab", b"data /dev/sda2 - -\n")
+    assert fixups.boot_order(t2) == [] and gen in t2.entries
