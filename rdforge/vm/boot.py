@@ -21,6 +21,7 @@ from pathlib import Path
 from rdforge.errors import BootError
 from rdforge.sources.cache import cache_root
 from rdforge.vm.rootfs import LABEL, MARKER
+from rdforge.vm.terminal import Terminal
 
 # Console lines that end a boot as failed, with the reason reported.
 FAILURES: tuple[tuple[str, str], ...] = (
@@ -389,6 +390,7 @@ def _run_qemu(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
     last_output = start
     worker: concurrent.futures.ThreadPoolExecutor | None = None
     action: concurrent.futures.Future[tuple[bool, str]] | None = None
+    terminal = Terminal()
     fail_rx = [(re.compile(p), why) for p, why in FAILURES]
     fail_rx += [(re.compile(re.escape(t)), f"console showed {t!r}") for t in opts.expect_fail]
     try:
@@ -421,6 +423,10 @@ def _run_qemu(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
                     break
                 continue
             last_output = time.monotonic()
+            replies = terminal.answers(chunk)
+            if replies:
+                proc.stdin.write(replies)
+                proc.stdin.flush()
             if "initrd" not in phases and RCU_STALL.search(chunk.decode("utf-8", "replace")):
                 reason = f"{STALLED}: the kernel reported an RCU stall"
                 break

@@ -1,0 +1,42 @@
+"""The answers a serial terminal gives. `rdforge boot` stands where a terminal emulator
+would be on the guest's serial console, and answers cursor position requests as one does.
+
+systemd asks for the cursor position to learn the console's size (it moves the cursor far to
+the bottom right and asks where it ended up). A pipe never answers: systemd then waits a
+third of a second for the reply, at every such probe. A terminal answers at once."""
+
+from __future__ import annotations
+
+import re
+
+# Cursor positioning (ESC [ row ; col H) and the cursor position request (ESC [ 6 n).
+_SEQUENCE = re.compile(rb"\x1b\[(?:(\d*)(?:;(\d*))?H|(6n))")
+_LONGEST = 16  # bytes an unfinished sequence at a chunk's end may take
+
+
+class Terminal:
+    """Follows the cursor through explicit positioning (clamped to the screen, as a
+    terminal does) and answers each position request with a cursor position report."""
+
+    def __init__(self, rows: int = 24, columns: int = 80) -> None:
+        self.rows, self.columns = rows, columns
+        self.row, self.column = 1, 1
+        self._carry = b""
+
+    def answers(self, output: bytes) -> bytes:
+        """The reports for the requests in this piece of console output, in order."""
+        data = self._carry + output
+        replies = b""
+        end = 0
+        for m in _SEQUENCE.finditer(data):
+            if m.group(3):
+                replies += b"\x1b[%d;%dR" % (self.row, self.column)
+            else:
+                self.row = min(max(int(m.group(1) or 1), 1), self.rows)
+                self.column = min(max(int(m.group(2) or 1), 1), self.columns)
+            end = m.end()
+        rest = data[end:]
+        esc = rest.rfind(b"\x1b")
+        # A sequence cut in two by the pipe is finished by the next piece.
+        self._carry = rest[esc:] if esc >= 0 and len(rest) - esc < _LONGEST else b""
+        return replies
