@@ -229,10 +229,25 @@ def unit_binary_missing(tree: Tree, unit: str) -> bool:
     return False
 
 
+NOT_IN_INITRD = re.compile(r"^(?:Condition|Assert)PathExists=!/etc/initrd-release\s*$", re.M)
+
+
+def never_in_initrd(tree: Tree, unit: str) -> bool:
+    """A unit whose own condition (not a triggering one) rules out every initrd: random seed,
+    journal flush to /var, TPM setup of the full system, PCR phases, ... The manager would
+    load it on every boot to find that out."""
+    e = tree.get(f"{UNITDIR}/{unit}")
+    return e is not None and e.kind == FILE and bool(NOT_IN_INITRD.search(e.data.decode(errors="replace")))
+
+
 def boot_path(tree: Tree) -> list[str]:
     """Take off the boot what an initrd does not need; returns the unit links removed.
-    Also drops sockets of services whose programs were pruned (hostnamed, pcrlock, ...)."""
+    Also drops sockets of services whose programs were pruned (hostnamed, pcrlock, ...) and
+    links to units that never run in an initrd."""
     gone = [link for link in NOT_STARTED if tree.get(f"{UNITDIR}/{link}", follow=False)]
+    gone += sorted(p[len(UNITDIR) + 1:] for p, e in tree.entries.items()
+                   if p.startswith(UNITDIR + "/") and ".wants/" in p and e.kind == SYMLINK
+                   and never_in_initrd(tree, p.rpartition("/")[2]))
     for link in gone:
         tree.remove(f"{UNITDIR}/{link}")
     for unit in MASKED:

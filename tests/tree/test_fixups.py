@@ -99,9 +99,22 @@ def test_boot_path_unlinks_units_with_no_initrd_job_and_sockets_of_pruned_servic
     t.add_symlink(f"{d}/local-fs.target.wants/tmp.mount", "../tmp.mount")
     for s in ("systemd-hostnamed.socket", "systemd-journald.socket"):
         t.add_symlink(f"{d}/sockets.target.wants/{s}", f"../{s}")
+    # A unit that never runs in an initrd, and one that runs only there or only with a
+    # trigger that may hold: only the first loses its link.
+    t.add_file(f"{d}/systemd-random-seed.service",
+               b"[Unit]\nConditionPathExists=!/etc/initrd-release\n[Service]\nExecStart=/x\n")
+    t.add_file(f"{d}/systemd-pcrphase-initrd.service",
+               b"[Unit]\nConditionPathExists=/etc/initrd-release\n[Service]\nExecStart=/x\n")
+    t.add_file(f"{d}/either.service",
+               b"[Unit]\nConditionPathExists=|!/etc/initrd-release\nConditionPathExists=|/x\n")
+    for unit in ("systemd-random-seed.service", "systemd-pcrphase-initrd.service", "either.service"):
+        t.add_symlink(f"{d}/sysinit.target.wants/{unit}", f"../{unit}")
     gone = fixups.boot_path(t)
     assert gone == ["sockets.target.wants/systemd-hostnamed.socket",
-                    "sysinit.target.wants/dev-hugepages.mount", "tmp.mount (masked)"]
+                    "sysinit.target.wants/dev-hugepages.mount",
+                    "sysinit.target.wants/systemd-random-seed.service", "tmp.mount (masked)"]
+    assert f"{d}/sysinit.target.wants/systemd-pcrphase-initrd.service" in t.entries
+    assert f"{d}/sysinit.target.wants/either.service" in t.entries
     # basic.target wants tmp.mount by name: only a mask keeps it from being mounted.
     assert t.entries["etc/systemd/system/tmp.mount"].target == "/dev/null"
     assert "etc/systemd/system/sys-fs-fuse-connections.mount" not in t.entries  # no such unit
