@@ -270,6 +270,10 @@ def boot_path(tree: Tree) -> list[str]:
 # coldplug sends their events first, ahead of the stock order, so that storage drivers load
 # while the other events are still queued.
 STORAGE_SUBSYSTEMS = ("block", "pci", "virtio", "scsi", "nvme", "usb", "mmc")
+# Terminals and virtual consoles (some seventy devices): the initrd runs no getty and talks to
+# /dev/console; the root's coldplug applies their rules. Left out, the root disk's event (which
+# queues behind everything already sent) is handled that much sooner.
+NOT_COLDPLUGGED = ("tty", "vc", "vtconsole")
 
 
 def _unit_lines(tree: Tree, unit: str) -> list[str]:
@@ -297,7 +301,8 @@ def boot_order(tree: Tree) -> list[str]:
     on it. Returns the units given one.
     - Coldplug sends the events of devices, storage first, not those of kernel modules and
       drivers (some two hundred objects no initrd rule acts on; the root's coldplug sends
-      them all again). The root disk's own event comes after everything already queued.
+      them all again) nor of terminals. The root disk's own event comes after everything
+      already queued.
     - udev's credential loader and systemd-sysctl start only when there is a credential or a
       configuration file for them. (The loader is ordered before udevd: it held udevd back.)
     - initrd-parse-etc starts initrd-cleanup itself (OnSuccess=, the same job mode as the
@@ -308,10 +313,12 @@ def boot_order(tree: Tree) -> list[str]:
                      r"(?: --prioritized-subsystem=(\S+))?$", line)
         if m:
             stock = [s for s in (m.group(3) or "").split(",") if s]
-            order = list(STORAGE_SUBSYSTEMS) + [s for s in stock if s not in STORAGE_SUBSYSTEMS]
+            order = list(STORAGE_SUBSYSTEMS) + [s for s in stock if s not in STORAGE_SUBSYSTEMS
+                                                and s not in NOT_COLDPLUGGED]
+            skip = "".join(f" --subsystem-nomatch={s}" for s in NOT_COLDPLUGGED)
             tree.add_file(f"{UNITDIR}/systemd-udev-trigger.service.d/10-rdforge.conf",
                           f"[Service]\nExecStart=\nExecStart={m.group(1)} --type=devices "
-                          f"{m.group(2)} --prioritized-subsystem={','.join(order)}\n".encode())
+                          f"{m.group(2)}{skip} --prioritized-subsystem={','.join(order)}\n".encode())
             changed.append("systemd-udev-trigger.service")
             break
     # Integrity volumes come only from /etc/integritytab (no kernel command line option):

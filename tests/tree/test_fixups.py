@@ -143,10 +143,12 @@ def test_boot_order_dropins_keep_the_stock_jobs_and_skip_those_without_input() -
         "systemd-udev-load-credentials.service", "systemd-sysctl.service",
         "initrd-parse-etc.service"]
     trigger = t.entries[f"{d}/systemd-udev-trigger.service.d/10-rdforge.conf"].data.decode()
-    # Devices only (no module or driver objects), storage ahead of the stock order.
+    # Devices only (no module or driver objects, no terminals), storage ahead of the stock
+    # order.
     assert trigger == ("[Service]\nExecStart=\nExecStart=-udevadm trigger --type=devices "
-                       "--action=add --prioritized-subsystem=block,pci,virtio,scsi,nvme,usb,mmc,"
-                       "module,tpmrm,net,tty,input\n")
+                       "--action=add --subsystem-nomatch=tty --subsystem-nomatch=vc "
+                       "--subsystem-nomatch=vtconsole --prioritized-subsystem=block,pci,virtio,"
+                       "scsi,nvme,usb,mmc,module,tpmrm,net,input\n")
     creds = t.entries[f"{d}/systemd-udev-load-credentials.service.d/10-rdforge.conf"].data.decode()
     assert creds.splitlines() == [
         "[Unit]",
