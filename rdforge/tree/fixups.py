@@ -14,6 +14,18 @@ LIBDIRS = ("usr/lib/x86_64-linux-gnu", "usr/lib64", "usr/lib")
 UNITDIR = "usr/lib/systemd/system"
 
 
+def _unit_lines(tree: Tree, unit: str) -> list[str]:
+    e = tree.get(f"{UNITDIR}/{unit}")
+    return e.data.decode(errors="replace").splitlines() if e is not None and e.kind == FILE else []
+
+
+def credential_conditions(globs: list[str]) -> list[str]:
+    """Triggering conditions that hold when a system credential matching one of the globs was
+    passed, plain or encrypted (the directories the service manager puts them in)."""
+    return [f"ConditionPathExistsGlob=|/run/credentials/@{kind}/{g}"
+            for g in globs for kind in ("system", "encrypted")]
+
+
 def base_layout(tree: Tree) -> None:
     """Mount points, /dev/console for the kernel's first open, /init -> systemd."""
     for d in ("dev", "proc", "sys", "run", "tmp", "root", "sysroot", "var/tmp", "etc", "mnt"):
@@ -132,8 +144,7 @@ SYSUSERS_ROOT = """ExecStart=systemd-sysusers --inline 'u root 0:0 "Super User" 
 ROOT_PASSWORD_UNIT = f"""[Unit]
 Description=Root password from credentials
 DefaultDependencies=no
-ConditionPathExistsGlob=|/run/credentials/@system/passwd.*
-ConditionPathExistsGlob=|/run/credentials/@encrypted/passwd.*
+{chr(10).join(credential_conditions(["passwd.*"]))}
 After=systemd-tmpfiles-setup-dev-early.service tpm2.target
 Before=sysinit.target systemd-tmpfiles-setup.service emergency.service rescue.service
 OnFailure={ROOT_FALLBACK}
@@ -218,10 +229,7 @@ MASKED = ("tmp.mount", "sys-fs-fuse-connections.mount")
 
 def unit_binary_missing(tree: Tree, unit: str) -> bool:
     """A service whose ExecStart= program is not in the image (it was pruned)."""
-    e = tree.get(f"{UNITDIR}/{unit}")
-    if e is None or e.kind != FILE:
-        return False
-    for line in e.data.decode(errors="replace").splitlines():
+    for line in _unit_lines(tree, unit):
         if line.startswith("ExecStart="):
             prog = line.partition("=")[2].lstrip("-@:+!").split(" ", 1)[0]
             if prog.startswith("/"):
@@ -229,15 +237,14 @@ def unit_binary_missing(tree: Tree, unit: str) -> bool:
     return False
 
 
-NOT_IN_INITRD = re.compile(r"^(?:Condition|Assert)PathExists=!/etc/initrd-release\s*$", re.M)
+NOT_IN_INITRD = re.compile(r"(?:Condition|Assert)PathExists=!/etc/initrd-release\s*")
 
 
 def never_in_initrd(tree: Tree, unit: str) -> bool:
     """A unit whose own condition (not a triggering one) rules out every initrd: random seed,
     journal flush to /var, TPM setup of the full system, PCR phases, ... The manager would
     load it on every boot to find that out."""
-    e = tree.get(f"{UNITDIR}/{unit}")
-    return e is not None and e.kind == FILE and bool(NOT_IN_INITRD.search(e.data.decode(errors="replace")))
+    return any(NOT_IN_INITRD.fullmatch(line) for line in _unit_lines(tree, unit))
 
 
 def boot_path(tree: Tree) -> list[str]:
@@ -276,11 +283,6 @@ STORAGE_SUBSYSTEMS = ("block", "pci", "virtio", "scsi", "nvme", "usb", "mmc")
 NOT_COLDPLUGGED = ("tty", "vc", "vtconsole")
 
 
-def _unit_lines(tree: Tree, unit: str) -> list[str]:
-    e = tree.get(f"{UNITDIR}/{unit}")
-    return e.data.decode(errors="replace").splitlines() if e is not None and e.kind == FILE else []
-
-
 def _when_there_is_input(tree: Tree, unit: str, dirs: tuple[str, ...]) -> bool:
     """A drop-in that starts a unit whose only job is to apply configuration only when there
     is some: one of its configuration directories is not empty, or one of the credentials it
@@ -289,9 +291,7 @@ def _when_there_is_input(tree: Tree, unit: str, dirs: tuple[str, ...]) -> bool:
     globs = [line.partition("=")[2].strip() for line in lines if line.startswith("ImportCredential=")]
     if not lines:
         return False
-    conds = [f"ConditionDirectoryNotEmpty=|{d}" for d in dirs]
-    conds += [f"ConditionPathExistsGlob=|/run/credentials/@{kind}/{g}"
-              for g in globs for kind in ("system", "encrypted")]
+    conds = [f"ConditionDirectoryNotEmpty=|{d}" for d in dirs] + credential_conditions(globs)
     tree.add_file(f"{UNITDIR}/{unit}.d/10-rdforge.conf", "\n".join(["[Unit]", *conds, ""]).encode())
     return True
 
