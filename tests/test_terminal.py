@@ -28,3 +28,15 @@ def test_a_sequence_split_between_two_reads_is_answered_once() -> None:
 def test_other_output_is_not_answered() -> None:
     t = Terminal()
     assert t.answers(b"\x1b[0;32m  OK  \x1b[0m] Reached target\n\x1b[!p\x1b[2J\x1b[H") == b""
+
+
+def test_console_text_drops_control_sequences_even_when_a_read_cuts_them() -> None:
+    from rdforge.vm.terminal import ConsoleText
+
+    c = ConsoleText()
+    out = c.feed(b"[FAILED] Failed to start \x1b[0;1;")
+    out += c.feed(b"39msystemd-sysext.ser\xe2\x80")  # and a character cut in two
+    out += c.feed(b"\xa6\x1b[0m - Merge\r\n\x1b[!pRDFORGE")
+    assert out == "[FAILED] Failed to start systemd-sysext.ser\u2026 - Merge\n\x1b[!pRDFORGE"
+    # Text after an escape that starts no sequence is not held back.
+    assert c.feed(b"\x1b[!p") == "\x1b[!p"

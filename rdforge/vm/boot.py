@@ -21,7 +21,7 @@ from pathlib import Path
 from rdforge.errors import BootError
 from rdforge.sources.cache import cache_root
 from rdforge.vm.rootfs import LABEL, MARKER
-from rdforge.vm.terminal import Terminal
+from rdforge.vm.terminal import ConsoleText, Terminal
 
 # Console lines that end a boot as failed, with the reason reported.
 FAILURES: tuple[tuple[str, str], ...] = (
@@ -48,7 +48,6 @@ PHASES: tuple[tuple[str, str], ...] = (
 )
 
 
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 
 
 @dataclass
@@ -390,7 +389,7 @@ def _run_qemu(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
     last_output = start
     worker: concurrent.futures.ThreadPoolExecutor | None = None
     action: concurrent.futures.Future[tuple[bool, str]] | None = None
-    terminal = Terminal()
+    terminal, shown = Terminal(), ConsoleText()
     fail_rx = [(re.compile(p), why) for p, why in FAILURES]
     fail_rx += [(re.compile(re.escape(t)), f"console showed {t!r}") for t in opts.expect_fail]
     try:
@@ -430,7 +429,7 @@ def _run_qemu(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
             if "initrd" not in phases and RCU_STALL.search(chunk.decode("utf-8", "replace")):
                 reason = f"{STALLED}: the kernel reported an RCU stall"
                 break
-            text = ANSI.sub("", chunk.decode("utf-8", "replace"))
+            text = shown.feed(chunk)
             console += text
             if opts.echo:
                 sys.stderr.write(text)

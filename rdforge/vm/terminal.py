@@ -7,6 +7,7 @@ third of a second for the reply, at every such probe. A terminal answers at once
 
 from __future__ import annotations
 
+import codecs
 import re
 
 # Cursor positioning (ESC [ row ; col H) and the cursor position request (ESC [ 6 n).
@@ -40,3 +41,25 @@ class Terminal:
         # A sequence cut in two by the pipe is finished by the next piece.
         self._carry = rest[esc:] if esc >= 0 and len(rest) - esc < _LONGEST else b""
         return replies
+
+
+# Control sequences (CSI, OSC) and carriage returns: what a log of the console leaves out;
+# and the start of such a sequence at the very end of what has come so far.
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
+UNFINISHED = re.compile(r"\x1b(?:\[[0-9;?]*|\][^\x07]*)?\Z")
+
+
+class ConsoleText:
+    """The console's output as text without control sequences, piece by piece as the pipe
+    delivers it: a character or a sequence cut in two by a read is kept until the rest comes,
+    so that neither ends up in the text."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending = ""
+
+    def feed(self, output: bytes) -> str:
+        text = self._pending + self._decoder.decode(output)
+        m = UNFINISHED.search(text)
+        text, self._pending = (text[:m.start()], text[m.start():]) if m else (text, "")
+        return ANSI.sub("", text)
