@@ -12,7 +12,12 @@ import re
 
 # Cursor positioning (ESC [ row ; col H) and the cursor position request (ESC [ 6 n).
 _SEQUENCE = re.compile(rb"\x1b\[(?:(\d*)(?:;(\d*))?H|(6n))")
-_LONGEST = 16  # bytes an unfinished sequence at a chunk's end may take
+# Control sequences (CSI, OSC) and carriage returns: what a log of the console leaves out;
+# and the start of such a sequence at the very end of what has come so far, which the next
+# read finishes.
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
+UNFINISHED = re.compile(r"\x1b(?:\[[0-9;?]*|\][^\x07]*)?\Z")
+_UNFINISHED_BYTES = re.compile(UNFINISHED.pattern.encode())
 
 
 class Terminal:
@@ -36,17 +41,9 @@ class Terminal:
                 self.row = min(max(int(m.group(1) or 1), 1), self.rows)
                 self.column = min(max(int(m.group(2) or 1), 1), self.columns)
             end = m.end()
-        rest = data[end:]
-        esc = rest.rfind(b"\x1b")
-        # A sequence cut in two by the pipe is finished by the next piece.
-        self._carry = rest[esc:] if esc >= 0 and len(rest) - esc < _LONGEST else b""
+        cut = _UNFINISHED_BYTES.search(data, end)
+        self._carry = data[cut.start():] if cut else b""
         return replies
-
-
-# Control sequences (CSI, OSC) and carriage returns: what a log of the console leaves out;
-# and the start of such a sequence at the very end of what has come so far.
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
-UNFINISHED = re.compile(r"\x1b(?:\[[0-9;?]*|\][^\x07]*)?\Z")
 
 
 class ConsoleText:
