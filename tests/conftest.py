@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,35 @@ def trusted_build(tmp_path_factory: pytest.TempPathFactory, vendor_keys: tuple[P
     build(Config(output=str(d / "initrd.img"), lock=str(d / "rdforge.lock"),
                  trust=[str(vendor_keys[1])]))
     return d / "initrd.img"
+
+
+class TrixieTools:
+    """Programs from trixie's own packages, unpacked with dpkg-deb and run on this host through
+    trixie's dynamic loader: the reference tools of the systemd version the initrd carries."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def run(self, program: str, *args: str) -> subprocess.CompletedProcess[str]:
+        libs = f"{self.root}/usr/lib/x86_64-linux-gnu"
+        return subprocess.run([f"{self.root}/usr/lib64/ld-linux-x86-64.so.2", "--library-path",
+                               f"{libs}:{libs}/systemd", f"{self.root}/{program}", *args],
+                              capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def trixie_systemd(tmp_path_factory: pytest.TempPathFactory) -> TrixieTools:
+    """trixie's systemd-dissect and systemd-measure (systemd 257) with the libraries they load."""
+    from rdforge.outputs.initrd import fetch_all
+    from rdforge.sources.plan import load_universe, resolve_set
+
+    cfg = Config()
+    pkgs = resolve_set(load_universe(cfg).universe, cfg,
+                       ["systemd-container", "libcryptsetup12", "libblkid1", "libmount1"])
+    root = tmp_path_factory.mktemp("trixie-systemd")
+    for deb in fetch_all(pkgs, False):
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    return TrixieTools(root)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,5 +1,5 @@
 """`rdforge sysext`: content, metadata, reproducibility and errors, read back with the file
-systems' own tools (fsck.erofs, unsquashfs) and sfdisk."""
+systems' own tools (fsck.erofs, unsquashfs), sfdisk and systemd-dissect."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import TrixieTools
 
 from rdforge.errors import KeyMaterialError, SysextError
 from rdforge.formats.deb import DebFile
@@ -65,6 +66,34 @@ def test_squashfs_sysext(default_build: Path, vendor_keys: tuple[Path, Path], tm
     listing = subprocess.run(["unsquashfs", "-l", str(fs)], capture_output=True, text=True,
                              check=True).stdout
     assert "squashfs-root/usr/bin/hello" in listing
+
+
+@pytest.mark.parametrize("fs", ["erofs", "squashfs"])
+def test_systemd_dissect_accepts_the_image_as_a_signed_initrd_sysext(
+        default_build: Path, vendor_keys: tuple[Path, Path], trixie_systemd: TrixieTools,
+        tmp_path: Path, fs: str) -> None:
+    img = _hello(default_build, vendor_keys, tmp_path / "hello.raw", fs)
+    r = trixie_systemd.run("usr/bin/systemd-dissect", "--json=short", str(img))
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["architecture"] == "x86-64"
+    assert info["useInitRDSystemExtension"] and not info["useSystemExtension"]
+    assert "SYSEXT_SCOPE=initrd" in info["sysextRelease"]
+    mounts = {m["designator"]: m for m in info["mounts"]}
+    assert set(mounts) == {"root", "root-verity", "root-verity-sig"}
+    assert mounts["root"]["fstype"] == fs and mounts["root"]["verity"] == "signed"
+    signed_only = "--image-policy=root=signed+absent:=absent"
+    r = trixie_systemd.run("usr/bin/systemd-dissect", "--validate", signed_only, str(img))
+    assert r.returncode == 0, r.stderr
+
+    unsigned = tmp_path / "unsigned.raw"
+    build_sysext(SysextOptions(name="hello", base=default_build, output=unsigned,
+                               packages=["hello"], fs=fs))
+    r = trixie_systemd.run("usr/bin/systemd-dissect", "--validate", signed_only, str(unsigned))
+    assert r.returncode != 0 and "does not match image policy" in r.stderr
+    r = trixie_systemd.run("usr/bin/systemd-dissect", "--validate",
+                           "--image-policy=root=verity+absent:=absent", str(unsigned))
+    assert r.returncode == 0, r.stderr
 
 
 def test_same_inputs_same_image(default_build: Path, vendor_keys: tuple[Path, Path],
