@@ -197,12 +197,14 @@ def _uki(ns: argparse.Namespace) -> int:
                                 cmdline=ns.cmdline or "", kernel=Path(ns.kernel) if ns.kernel else None,
                                 kernel_version=ns.kernel_version or "",
                                 key=Path(ns.key) if ns.key else None,
-                                cert=Path(ns.cert) if ns.cert else None, offline=ns.offline))
+                                cert=Path(ns.cert) if ns.cert else None, offline=ns.offline,
+                                pcr_key=Path(ns.pcr_key) if ns.pcr_key else None))
     if ns.json:
         print(json.dumps(info, indent=1))
     else:
         print(f"{info['output']}: {int(info['size']) / 1e6:.1f} MB UKI for {info['kernel_version']}"  # type: ignore[call-overload]
-              f" ({info['stub']}), {'signed' if info['signed'] else 'unsigned'}")
+              f" ({info['stub']}), {'signed' if info['signed'] else 'unsigned'}"
+              f"{', PCR 11 policies signed' if info['pcr_signed'] else ''}")
     return 0
 
 
@@ -317,6 +319,8 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--cmdline", default="", help="kernel command line in the image")
     u.add_argument("--kernel", help="vmlinuz (default: the initrd's kernel package, cached)")
     u.add_argument("--kernel-version", help="the kernel version (default: the initrd's)")
+    u.add_argument("--pcr-key", help="RSA key (PEM) signing the PCR 11 policies of each boot "
+                   "phase (.pcrsig, with its public key as .pcrpkey)")
     _pe_output_args(u, "vmlinuz.efi")
     u.set_defaults(func=_uki)
 

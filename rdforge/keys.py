@@ -66,7 +66,7 @@ def load_cert(path: Path) -> x509.Certificate:
         raise KeyMaterialError(f"certificate {path}: not an X.509 certificate (PEM or DER)") from None
 
 
-def load_signing_key(key_path: Path, cert_path: Path) -> SigningKey:
+def load_private_key(key_path: Path) -> rsa.RSAPrivateKey:
     try:
         data = key_path.read_bytes()
     except OSError as e:
@@ -77,7 +77,12 @@ def load_signing_key(key_path: Path, cert_path: Path) -> SigningKey:
         raise KeyMaterialError(f"key {key_path}: not an unencrypted PEM private key") from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise KeyMaterialError(f"key {key_path}: only RSA keys are supported (the kernel's dm-verity "
-                        "and Secure Boot verify RSA)")
+                               "and Secure Boot verify RSA)")
+    return key
+
+
+def load_signing_key(key_path: Path, cert_path: Path) -> SigningKey:
+    key = load_private_key(key_path)
     cert = load_cert(cert_path)
     if cert.public_key().public_numbers() != key.public_key().public_numbers():  # type: ignore[union-attr]
         raise KeyMaterialError(f"certificate {cert_path} does not belong to key {key_path}")

@@ -63,15 +63,30 @@ class TrixieTools:
                               capture_output=True, text=True)
 
 
+    def wrappers(self, dest: Path, *programs: str) -> Path:
+        """A directory of scripts running these programs this way, for tools that look for
+        them by name (ukify's --tools)."""
+        dest.mkdir(parents=True, exist_ok=True)
+        libs = f"{self.root}/usr/lib/x86_64-linux-gnu"
+        for program in programs:
+            w = dest / Path(program).name
+            w.write_text(f'#!/bin/sh\nexec {self.root}/usr/lib64/ld-linux-x86-64.so.2 '
+                         f'--library-path {libs}:{libs}/systemd {self.root}/{program} "$@"\n')
+            w.chmod(0o755)
+        return dest
+
+
 @pytest.fixture(scope="session")
 def trixie_systemd(tmp_path_factory: pytest.TempPathFactory) -> TrixieTools:
-    """trixie's systemd-dissect and systemd-measure (systemd 257) with the libraries they load."""
+    """trixie's systemd-dissect, systemd-measure and systemd-keyutil (systemd 257) with the
+    libraries they load."""
     from rdforge.outputs.initrd import fetch_all
     from rdforge.sources.plan import load_universe, resolve_set
 
     cfg = Config()
     pkgs = resolve_set(load_universe(cfg).universe, cfg,
-                       ["systemd-container", "libcryptsetup12", "libblkid1", "libmount1"])
+                       ["systemd-container", "systemd-repart", "libcryptsetup12", "libblkid1",
+                        "libmount1"])
     root = tmp_path_factory.mktemp("trixie-systemd")
     for deb in fetch_all(pkgs, False):
         subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)

@@ -168,24 +168,24 @@ def kdfe(z: bytes, label: str, party_u: bytes, party_v: bytes, bits: int) -> byt
                          otherinfo=info).derive(z)
 
 
-def policy_pcr(selection: dict[int, bytes]) -> bytes:
-    """The policy digest of a session that ran TPM2_PolicyPCR on these SHA-256 PCR values
-    (starting from the empty policy)."""
+def policy_pcr(selection: dict[int, bytes], bank: int = ALG_SHA256) -> bytes:
+    """The policy digest of a SHA-256 session that ran TPM2_PolicyPCR on these PCR values of
+    one bank (starting from the empty policy)."""
     if not selection:
         return bytes(32)
     pcrs = sorted(selection)
-    return hashlib.sha256(bytes(32) + struct.pack(">I", CC_POLICY_PCR) + pcr_selection(pcrs)
+    return hashlib.sha256(bytes(32) + struct.pack(">I", CC_POLICY_PCR) + pcr_selection(pcrs, bank)
                           + hashlib.sha256(b"".join(selection[i] for i in pcrs)).digest()).digest()
 
 
-def pcr_selection(pcrs: list[int]) -> bytes:
-    """TPML_PCR_SELECTION: one bank (SHA-256), PCRs 0-23 as a 3-byte bitmap."""
+def pcr_selection(pcrs: list[int], bank: int = ALG_SHA256) -> bytes:
+    """TPML_PCR_SELECTION: one bank, PCRs 0-23 as a 3-byte bitmap."""
     bitmap = bytearray(3)
     for i in pcrs:
         if not 0 <= i < 24:
             raise TPMError(f"PCR {i} does not exist (0 to 23)")
         bitmap[i // 8] |= 1 << (i % 8)
-    return struct.pack(">IHB", 1, ALG_SHA256, 3) + bytes(bitmap)
+    return struct.pack(">IHB", 1, bank, 3) + bytes(bitmap)
 
 
 def sealed_public(policy: bytes, unique: bytes) -> bytes:

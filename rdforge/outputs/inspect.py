@@ -43,8 +43,8 @@ def read_initrd(path: Path) -> tuple[Tree, list[dict[str, object]]]:
 
 def inspect_pe(path: Path) -> dict[str, object]:
     """A UKI or addon: sections with sizes and hashes, Authenticode signers, the embedded
-    command line, kernel version and os-release."""
-    from rdforge.formats import pe
+    command line and kernel version, and for a UKI the PCR 11 values it will produce."""
+    from rdforge.formats import pcrsig, pe
 
     data = path.read_bytes()
     info = pe.describe(data)
@@ -60,6 +60,13 @@ def inspect_pe(path: Path) -> dict[str, object]:
             lines.append(f"  {name}: {text}")
     signers = info["signers"]
     lines.append("  signed by: " + (", ".join(signers) if signers else "nobody (unsigned)"))  # type: ignore[arg-type]
+    if img.section(".linux") is not None:
+        # What systemd-stub and systemd-pcrphase will have measured, phase by phase.
+        pcr11 = {phase: v.hex() for phase, v in pcrsig.predict(pcrsig.measured_sections(data)).items()}
+        info["pcr11_sha256"] = pcr11
+        lines += [f"  PCR 11 after {phase}: {value}" for phase, value in pcr11.items()]
+        lines.append("  PCR 11 policies: " + ("signed (.pcrsig)" if img.section(".pcrsig")
+                                              else "not signed"))
     info["summary_lines"] = lines
     info["path"] = str(path)
     return info

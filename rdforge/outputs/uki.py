@@ -2,10 +2,10 @@
 (systemd-boot-efi), the kernel the initrd's modules came from, the initrd, the command line
 and os-release; signed for Secure Boot (Authenticode).
 
-Sections, in the order systemd's ukify writes them: .osrel .cmdline .uname .linux .initrd,
-then .sbat (the stub's, the kernel's and a UKI line merged) in place of the stub's .sbat.
-Signing is Authenticode, written by rdforge without a signing time: signed images are
-reproducible too."""
+Sections, in the order systemd's ukify writes them: .osrel .cmdline .uname (.pcrpkey) .linux
+.initrd, then .sbat (the stub's, the kernel's and a UKI line merged) in place of the stub's
+.sbat, and with a PCR key the signed PCR 11 policies (.pcrsig) last. Signing is Authenticode,
+written by rdforge without a signing time: signed images are reproducible too."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from pathlib import Path
 
 from rdforge.config import Config
 from rdforge.errors import RdforgeError
-from rdforge.formats import authenticode, pe
+from rdforge.formats import authenticode, pcrsig, pe
 from rdforge.formats.deb import DebFile
 from rdforge.fsutil import write_atomic
-from rdforge.keys import load_signing_key
+from rdforge.keys import load_private_key, load_signing_key
 
 UKI_SBAT = ("sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shim/blob/main/SBAT.md\n"
             "uki,1,UKI,uki,1,https://uapi-group.org/specifications/specs/unified_kernel_image/\n")
@@ -46,6 +46,7 @@ class UkiOptions:
     cert: Path | None = None
     offline: bool = False
     stub: Path | None = None  # default: from the release's systemd-boot-efi package
+    pcr_key: Path | None = None  # RSA key signing PCR 11 policies (.pcrpkey + .pcrsig)
 
 
 def _manifest(initrd: Path) -> dict[str, object]:
@@ -107,10 +108,15 @@ def build_uki(o: UkiOptions) -> dict[str, object]:
     else:
         stub, stub_from = stub_from_archive(str(m["release"]), str(m["arch"]), False, o.offline)
     osrel = os_release_text({str(k): str(v) for k, v in dict(m.get("os_release") or {}).items()})  # type: ignore[call-overload]
+    pcr_key = load_private_key(o.pcr_key) if o.pcr_key else None
     sections = [(".osrel", osrel), (".cmdline", o.cmdline.encode()), (".uname", kver.encode()),
+                (".pcrpkey", pcrsig.public_key_pem(pcr_key) if pcr_key else b""),
                 (".linux", linux), (".initrd", initrd),
                 (".sbat", pe.merge_sbat([stub, linux], UKI_SBAT))]
-    image = pe.build_from_stub(stub, [(n, d) for n, d in sections if d])
+    sections = [(n, d) for n, d in sections if d]
+    if pcr_key:
+        sections.append((".pcrsig", pcrsig.sign(dict(sections), pcr_key)))
+    image = pe.build_from_stub(stub, sections)
     signed = bool(o.key and o.cert)
     if o.key or o.cert:
         if not signed:
@@ -119,7 +125,8 @@ def build_uki(o: UkiOptions) -> dict[str, object]:
         image = sign(image, o.key, o.cert)
     write_atomic(o.output, image, mode=0o644)
     info = {"output": str(o.output), "size": len(image), "kernel_version": kver,
-            "kernel": str(kernel), "stub": stub_from, "signed": signed, **pe.describe(image)}
+            "kernel": str(kernel), "stub": stub_from, "signed": signed,
+            "pcr_signed": pcr_key is not None, **pe.describe(image)}
     return info
 
 

@@ -44,6 +44,9 @@ GENERIC_MODULES: tuple[str, ...] = (
     "fs/ext4/*", "fs/xfs/*", "fs/btrfs/*", "fs/fat/*", "fs/nls/nls_cp437.*",
     "fs/nls/nls_iso8859-1.*", "fs/nls/nls_utf8.*", "fs/erofs/*", "fs/squashfs/*",
     "fs/overlayfs/*", "fs/isofs/*",
+    # EFI variables: without them systemd in the initrd cannot tell a measured UKI boot (PCR
+    # phases, TPM setup) nor find the boot disk systemd-stub names (LoaderDevicePartUUID).
+    "fs/efivarfs/*",
     "drivers/md/dm-mod.*", "drivers/md/dm-crypt.*", "drivers/md/dm-verity.*",
     "drivers/md/dm-integrity.*", "drivers/md/dm-bufio.*", "drivers/md/raid*", "drivers/md/md-mod.*",
     "drivers/char/tpm/*", "crypto/*", "arch/x86/crypto/*",
@@ -329,4 +332,7 @@ def host_modules(kidx: KernelIndex, sys_root: Path = Path("/sys"),
                 sources.append(f"root file system type {parts[2]}")
     except OSError:
         pass
+    if (sys_root / "firmware/efi").is_dir():
+        names.add("efivarfs")  # what systemd reads EFI variables through (see GENERIC_MODULES)
+        sources.append("UEFI firmware")
     return {n.replace("-", "_") for n in names} & set(kidx.modules), sources

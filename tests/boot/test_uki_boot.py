@@ -1,14 +1,17 @@
 """A UKI booted by UEFI firmware (OVMF) from an ESP made without mounting; a system
-extension, a credential and an addon placed in its extra.d folder reach the initrd."""
+extension, a credential and an addon placed in its extra.d folder reach the initrd; with a TPM,
+PCR 11 in the initrd holds what rdforge predicted and signed a policy for."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
-from rdforge.formats import creds
+from rdforge.formats import creds, pcrsig, tpm2
+from rdforge.formats.pe import PE
 from rdforge.outputs.sysext import SysextOptions, build_sysext
 from rdforge.outputs.uki import UkiOptions, build_addon, build_uki
 from rdforge.vm.boot import BootOptions, BootResult, boot, default_root
@@ -84,3 +87,41 @@ def test_secure_boot_refuses_an_unsigned_uki(default_build: Path, vendor_keys: t
     assert not res.ok
     assert "refused the boot loader" in res.reason, res.reason
     assert "Linux version" not in res.console
+
+
+PCR_UNIT = """[Unit]
+DefaultDependencies=no
+After=systemd-pcrphase-initrd.service
+[Service]
+Type=oneshot
+ExecStart=/bin/bash -c 'echo "RDFORGE-PCR11 $(</sys/class/tpm/tpm0/pcr-sha256/11)" > /dev/console'
+"""
+
+
+def test_pcr11_in_the_initrd_is_the_value_the_signed_policy_names(
+        default_build: Path, vendor_keys: tuple[Path, Path], tmp_path: Path) -> None:
+    """systemd-stub measures the UKI's sections into PCR 11 and systemd-pcrphase-initrd adds
+    `enter-initrd`; a unit from credentials then reads PCR 11 from the kernel. It must be the
+    value rdforge predicted, and the .pcrsig policy for that phase must name it."""
+    uki = tmp_path / "measured.efi"
+    build_uki(UkiOptions(initrd=default_build, output=uki, pcr_key=vendor_keys[0],
+                         cmdline=f"console=ttyS0 panic=-1 root=LABEL={LABEL} rw"))
+    unit = tmp_path / "systemd.extra-unit.rdforge-pcr.service.cred"
+    unit.write_bytes(creds.armor(creds.encrypt("systemd.extra-unit.rdforge-pcr.service",
+                                               PCR_UNIT.encode())))
+    dropin = tmp_path / "systemd.unit-dropin.initrd.target~rdforge.cred"
+    dropin.write_bytes(creds.armor(creds.encrypt("systemd.unit-dropin.initrd.target~rdforge",
+                                                 b"[Unit]\nWants=rdforge-pcr.service\n")))
+    res = _boot_to_root(BootOptions(uki=uki, esp_extra=(unit, dropin), tpm_state=tmp_path / "tpm",
+                                    echo=False, timeout=300))
+    # systemd in the initrd sees a measured UKI (through EFI variables) and runs the phase.
+    assert "Finished systemd-pcrphase-initrd.service" in res.console, res.console[-3000:]
+    m = re.search(r"RDFORGE-PCR11 ([0-9A-Fa-f]{64})", res.console)
+    assert m, res.console[-3000:]
+    data = uki.read_bytes()
+    predicted = pcrsig.predict(pcrsig.measured_sections(data))["enter-initrd"]
+    assert m.group(1).lower() == predicted.hex()
+    signed = PE.parse(data).section(".pcrsig")
+    assert signed is not None
+    policies = [e["pol"] for e in json.loads(signed.data(data))["sha256"]]
+    assert tpm2.policy_pcr({11: predicted}).hex() == policies[0]

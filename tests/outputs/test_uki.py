@@ -4,12 +4,16 @@ the same inputs; signatures checked with sbverify."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pefile  # type: ignore[import-untyped]
 import pytest
+from conftest import TrixieTools
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from rdforge.config import Config
 from rdforge.formats.deb import DebFile
@@ -33,31 +37,79 @@ def ukify(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_uki_is_byte_identical_to_ukify(default_build: Path, ukify: Path, tmp_path: Path) -> None:
-    cmdline = "console=ttyS0 root=LABEL=rdforge-root rw"
-    info = build_uki(UkiOptions(initrd=default_build, output=tmp_path / "ours.efi", cmdline=cmdline))
-    ours = (tmp_path / "ours.efi").read_bytes()
+def _same_as_ukify(ukify: Path, ours: Path, info: dict[str, object], initrd: Path, cmdline: str,
+                   *ukify_args: str, tools: Path | None = None) -> None:
+    """ukify builds the same inputs (kernel, initrd, command line, the os-release rdforge wrote,
+    the stub) and the two files are compared section by section, then whole. ukify finds the
+    systemd tools it runs in `tools` (it looks for some with --tools, for others on PATH)."""
+    env = dict(os.environ)
+    if tools:
+        ukify_args += ("--tools", str(tools))
+        env["PATH"] = f"{tools}:{env['PATH']}"
+    tmp = ours.parent
+    data = ours.read_bytes()
     stub, _ = stub_from_archive("trixie", "amd64", False, False)
-    (tmp_path / "stub").write_bytes(stub)
-    osrel = PE.parse(ours).section(".osrel")
+    (tmp / "stub").write_bytes(stub)
+    osrel = PE.parse(data).section(".osrel")
     assert osrel is not None
-    (tmp_path / "osrel").write_bytes(osrel.data(ours))
+    (tmp / "osrel").write_bytes(osrel.data(data))
     r = subprocess.run([sys.executable, str(ukify), "build", "--linux", str(info["kernel"]),
-                        "--initrd", str(default_build), "--cmdline", cmdline,
-                        "--os-release", f"@{tmp_path / 'osrel'}", "--uname",
-                        str(info["kernel_version"]), "--stub", str(tmp_path / "stub"),
-                        "--output", str(tmp_path / "ref.efi")], capture_output=True, text=True)
+                        "--initrd", str(initrd), "--cmdline", cmdline,
+                        "--os-release", f"@{tmp / 'osrel'}", "--uname",
+                        str(info["kernel_version"]), "--stub", str(tmp / "stub"),
+                        "--output", str(tmp / "ref.efi"), *ukify_args],
+                       capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
-    ref = (tmp_path / "ref.efi").read_bytes()
-    a, b = pefile.PE(data=ref, fast_load=True), pefile.PE(data=ours, fast_load=True)
+    ref = (tmp / "ref.efi").read_bytes()
+    a, b = pefile.PE(data=ref, fast_load=True), pefile.PE(data=data, fast_load=True)
     assert [s.Name for s in a.sections] == [s.Name for s in b.sections]
     for x, y in zip(a.sections, b.sections, strict=True):
         assert (x.VirtualAddress, x.Misc_VirtualSize, x.Characteristics, x.get_data()) == \
             (y.VirtualAddress, y.Misc_VirtualSize, y.Characteristics, y.get_data()), x.Name
-    assert ours == ref
-    assert b"ID=debian" in osrel.data(ours)
+    assert data == ref
+
+
+def test_uki_is_byte_identical_to_ukify(default_build: Path, ukify: Path, tmp_path: Path) -> None:
+    cmdline = "console=ttyS0 root=LABEL=rdforge-root rw"
+    out = tmp_path / "ours.efi"
+    info = build_uki(UkiOptions(initrd=default_build, output=out, cmdline=cmdline))
+    _same_as_ukify(ukify, out, info, default_build, cmdline)
+    ours = out.read_bytes()
+    osrel = PE.parse(ours).section(".osrel")
+    assert osrel is not None and b"ID=debian" in osrel.data(ours)
     sbat = PE.parse(ours).section(".sbat")
     assert sbat is not None and b"uki,1,UKI" in sbat.data(ours) and b"systemd-stub" in sbat.data(ours)
+
+
+def test_pcr_signed_uki_is_byte_identical_to_ukify_with_systemd_measure(
+        default_build: Path, ukify: Path, trixie_systemd: TrixieTools, tmp_path: Path) -> None:
+    """ukify asks trixie's systemd-measure for the PCR 11 values and their signatures, and
+    systemd-keyutil for .pcrpkey: rdforge's own prediction and signatures must be the same."""
+    key = tmp_path / "pcr.key"
+    key.write_bytes(rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    cmdline = "console=ttyS0 root=LABEL=rdforge-root rw"
+    out = tmp_path / "ours.efi"
+    info = build_uki(UkiOptions(initrd=default_build, output=out, cmdline=cmdline, pcr_key=key))
+    assert info["pcr_signed"]
+    tools = trixie_systemd.wrappers(tmp_path / "tools", "usr/lib/systemd/systemd-measure",
+                                    "usr/lib/systemd/systemd-keyutil")
+    _same_as_ukify(ukify, out, info, default_build, cmdline, "--pcr-private-key", str(key),
+                   tools=tools)
+    data = out.read_bytes()
+    sig = PE.parse(data).section(".pcrsig")
+    assert sig is not None
+    policies = json.loads(sig.data(data))
+    assert set(policies) == {"sha1", "sha256", "sha384", "sha512"}
+    assert all(len(v) == 4 and all(e["pcrs"] == [11] for e in v) for v in policies.values())
+    # Another command line is another image: other PCR values, other signed policies.
+    other = build_uki(UkiOptions(initrd=default_build, output=tmp_path / "other.efi",
+                                 cmdline="quiet", pcr_key=key))
+    assert other["sections"] != info["sections"]
+    other_sig = PE.parse((tmp_path / "other.efi").read_bytes()).section(".pcrsig")
+    assert other_sig is not None
+    assert other_sig.data((tmp_path / "other.efi").read_bytes()) != sig.data(data)
 
 
 def test_signed_uki_verifies_and_a_flipped_byte_does_not(default_build: Path,

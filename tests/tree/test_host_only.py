@@ -60,3 +60,12 @@ def test_loaded_modules_count_and_no_sources_is_reported(kidx: kmods.KernelIndex
     assert {"dm_crypt", "ext4"} <= found and "not_a_module" not in found
     found, sources = kmods.host_modules(kidx, tmp_path / "none", tmp_path / "none")
     assert not found and not sources
+
+
+def test_a_uefi_host_gets_efivarfs(kidx: kmods.KernelIndex, tmp_path: Path) -> None:
+    sys_root, proc = _fake_host(tmp_path, [], "ext4", [])
+    assert "efivarfs" not in kmods.host_modules(kidx, sys_root, proc)[0]
+    (sys_root / "firmware/efi").mkdir(parents=True)
+    found, sources = kmods.host_modules(kidx, sys_root, proc)
+    assert "efivarfs" in found and "UEFI firmware" in sources
+    assert "efivarfs" in {m.name for m in kmods.select(kidx, kmods.GENERIC_MODULES)}
