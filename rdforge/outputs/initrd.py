@@ -178,11 +178,13 @@ class Builder:
             self.p.info(f"host-only: {len(found)} modules from {', '.join(sources)}")
             mods = kmods.select(kidx, (), tuple(sorted(found)) + tuple(cfg.add_modules),
                                 tuple(cfg.exclude_modules))
+            plain = kmods.plain_matcher(("*",))  # this machine's: all of them load
         else:
             mods = kmods.select(kidx, kmods.GENERIC_MODULES, tuple(cfg.add_modules),
                                 tuple(cfg.exclude_modules))
+            plain = kmods.plain_matcher(kmods.PLAIN_MODULES)
         self.p.phase("modules", f"{len(mods)} modules for {kidx.kver}")
-        kmods.install(self.tree, kidx, mods)
+        kmods.install(self.tree, kidx, mods, plain)
         return kidx.kver, mods
 
     def firmware_packages(self, src: PackageSource | None) -> list[Package]:

@@ -296,6 +296,39 @@ def _when_there_is_input(tree: Tree, unit: str, dirs: tuple[str, ...]) -> bool:
     return True
 
 
+# Orderings that hold udevd back in an initrd to no purpose: stock systemd starts it after
+# the accounts are made (systemd-sysusers) and after the static device nodes (tmpfiles for /dev),
+# so that rules naming a group find it. Here every account and group is made at build time;
+# those units run only for a credential (sysusers.extra, tmpfiles.*) and then beside udevd.
+# Even when they skip, the ordering made udevd wait for the early tmpfiles run: a program start
+# on the way to the root disk. (unit, ordering key, the unit taken out of it)
+UDEVD_UNORDERED = (("systemd-udevd.service", "After", "systemd-sysusers.service"),
+                   ("systemd-tmpfiles-setup-dev-early.service", "Before", "systemd-udevd.service"),
+                   ("systemd-tmpfiles-setup-dev.service", "Before", "systemd-udevd.service"))
+
+
+def _without_order(tree: Tree, unit: str, key: str, other: str) -> bool:
+    """An ordering cannot be taken back by a drop-in: the unit is copied to /etc/systemd/system
+    (which comes before the stock file; drop-ins still apply) with `other` taken out of its
+    `key=` lines."""
+    lines = _unit_lines(tree, unit)
+    out, changed = [], False
+    for line in lines:
+        k, sep, value = line.partition("=")
+        if sep and k == key and other in value.split():
+            changed = True
+            rest = [u for u in value.split() if u != other]
+            if not rest:
+                continue
+            line = f"{k}={' '.join(rest)}"
+        out.append(line)
+    if not changed:
+        return False
+    head = f"# rdforge: {UNITDIR}/{unit} without {other} in {key}= (see the manifest)"
+    tree.add_file(f"etc/systemd/system/{unit}", "\n".join([head, *out, ""]).encode())
+    return True
+
+
 def boot_order(tree: Tree) -> list[str]:
     """Drop-ins that shorten the initrd's way to switch-root without changing what happens
     on it. Returns the units given one.
@@ -306,8 +339,15 @@ def boot_order(tree: Tree) -> list[str]:
     - udev's credential loader and systemd-sysctl start only when there is a credential or a
       configuration file for them. (The loader is ordered before udevd: it held udevd back.)
     - initrd-parse-etc starts initrd-cleanup itself (OnSuccess=, the same job mode as the
-      systemctl call it replaces): one program start less between mount and switch-root."""
+      systemctl call it replaces): one program start less between mount and switch-root.
+      (initrd-cleanup keeps its systemctl call: isolating from the manager once the unit
+      stopped would leave the job queue empty for a moment, and the manager would count the
+      boot as finished in the initrd and stop showing status on the console.)
+    - udevd starts as soon as its sockets listen (UDEVD_UNORDERED)."""
     changed = []
+    for unit, key, other in UDEVD_UNORDERED:
+        if _without_order(tree, unit, key, other):
+            changed.append(f"{unit} (without {other} in {key}=)")
     for line in _unit_lines(tree, "systemd-udev-trigger.service"):
         m = re.match(r"ExecStart=(-?\S*udevadm trigger) (?:--type=all )?(.*?)"
                      r"(?: --prioritized-subsystem=(\S+))?$", line)

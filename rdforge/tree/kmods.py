@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,37 @@ GENERIC_MODULES: tuple[str, ...] = (
     "drivers/hv/*", "drivers/xen/xen-*front*", "drivers/xen/xenbus/*", "drivers/block/xen-blkfront.*",
     "drivers/firmware/qemu_fw_cfg.*",
 )
+
+# Modules stored plain: what common machines load on every boot on their way to the root
+# (virtual and PC storage, USB and keyboards, ext4, device mapper, sysext file systems, the
+# crypto and library helpers). The image is compressed as a whole, so they cost no space, and
+# the kernel loads them as they are. All others stay as the kernel package ships them (xz, one
+# by one), decompressed by the kernel only if one is loaded: the kernel unpacks the initramfs
+# before it starts anything, and a generic image's rarely loaded modules (xfs, btrfs, server
+# HBAs, MMC, PATA, hypervisor drivers, ...) were half of what it had to unpack.
+PLAIN_MODULES: tuple[str, ...] = (
+    "drivers/virtio/*", "drivers/block/virtio_blk.*", "drivers/scsi/virtio_scsi.*",
+    "drivers/net/virtio_net.*", "drivers/net/net_failover.*", "net/core/failover.*",
+    "drivers/char/hw_random/virtio-rng.*", "drivers/block/loop.*",
+    "drivers/ata/ahci.*", "drivers/ata/libahci.*", "drivers/ata/libata.*", "drivers/ata/ata_piix.*",
+    "drivers/ata/ata_generic.*", "drivers/nvme/host/*",
+    "drivers/scsi/scsi_mod.*", "drivers/scsi/scsi_common.*", "drivers/scsi/sd_mod.*",
+    "drivers/scsi/sr_mod.*", "drivers/cdrom/*",
+    "drivers/usb/host/xhci-*", "drivers/usb/host/ehci-*", "drivers/usb/host/ohci-*",
+    "drivers/usb/host/uhci-*", "drivers/usb/core/*", "drivers/usb/common/*",
+    "drivers/usb/storage/usb-storage.*", "drivers/usb/storage/uas.*",
+    "drivers/hid/hid.*", "drivers/hid/hid-generic.*", "drivers/hid/usbhid/*",
+    "drivers/input/serio/*", "drivers/input/keyboard/atkbd.*", "drivers/input/vivaldi-fmap.*",
+    "fs/ext4/*", "fs/jbd2/*", "fs/mbcache.*", "fs/efivarfs/*", "fs/erofs/*", "fs/squashfs/*",
+    "fs/overlayfs/*", "drivers/md/dm-mod.*", "drivers/md/dm-crypt.*", "drivers/md/dm-verity.*",
+    "drivers/md/dm-bufio.*", "drivers/char/tpm/*", "drivers/firmware/qemu_fw_cfg.*",
+    "crypto/*", "arch/x86/crypto/*", "lib/*",
+)
+
+
+def plain_matcher(patterns: tuple[str, ...]) -> Callable[[Module], bool]:
+    rx = re.compile("|".join(fnmatch.translate("kernel/" + p) for p in patterns))
+    return lambda m: bool(rx.match(m.path))
 
 
 @dataclass
@@ -220,10 +252,12 @@ def select(kidx: KernelIndex, patterns: tuple[str, ...], names: tuple[str, ...] 
     return sorted((kidx.modules[n] for n in chosen), key=lambda m: m.path)
 
 
-def install(tree: Tree, kidx: KernelIndex, mods: list[Module], decompress: bool = True) -> None:
-    """Put the modules into usr/lib/modules/KVER and generate the indexes with depmod. The
-    result for a given kernel and module set is kept in the kernel's cache directory, so a
-    warm build neither decompresses modules nor runs depmod again."""
+def install(tree: Tree, kidx: KernelIndex, mods: list[Module],
+            plain: Callable[[Module], bool] = lambda m: True) -> None:
+    """Put the modules into usr/lib/modules/KVER, those `plain` picks decompressed, the others
+    as shipped, and generate the indexes with depmod. The result for a given kernel and module
+    set is kept in the kernel's cache directory, so a warm build neither decompresses modules
+    nor runs depmod again."""
     import hashlib
     import pickle
 
@@ -232,7 +266,8 @@ def install(tree: Tree, kidx: KernelIndex, mods: list[Module], decompress: bool 
     from rdforge.fsutil import write_atomic_with
 
     base = f"usr/lib/modules/{kidx.kver}"
-    key = hashlib.sha256(json.dumps([decompress, sorted(m.path for m in mods)]).encode()).hexdigest()
+    decompress = {m.path: plain(m) for m in mods}
+    key = hashlib.sha256(json.dumps(sorted(decompress.items())).encode()).hexdigest()
     stored = kidx.root / "installed" / f"{key[:32]}.pickle.zst"
     if stored.exists():
         try:
@@ -256,7 +291,8 @@ def install(tree: Tree, kidx: KernelIndex, mods: list[Module], decompress: bool 
         tree.add(f"{base}/{rel}", Entry(FILE, 0o644, data=data, package="kernel"))
 
 
-def _install_fresh(tree: Tree, kidx: KernelIndex, mods: list[Module], decompress: bool) -> None:
+def _install_fresh(tree: Tree, kidx: KernelIndex, mods: list[Module],
+                   decompress: dict[str, bool]) -> None:
     base = f"usr/lib/modules/{kidx.kver}"
     depmod = shutil.which("depmod") or shutil.which("/usr/sbin/depmod") or "/sbin/depmod"
     if not os.path.exists(depmod):
@@ -273,9 +309,7 @@ def _install_fresh(tree: Tree, kidx: KernelIndex, mods: list[Module], decompress
         for m in mods:
             data = (kidx.moddir / m.path).read_bytes()
             path = m.path
-            if decompress:
-                # The image is compressed as a whole: storing modules plain makes it smaller
-                # and spares the kernel a decompression per module at boot.
+            if decompress[m.path]:
                 data = _read_ko(data)
                 path = re.sub(r"\.ko\.\w+$", ".ko", path)
             dest = mdir / path

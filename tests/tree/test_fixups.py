@@ -136,12 +136,19 @@ def test_boot_order_dropins_keep_the_stock_jobs_and_skip_those_without_input() -
     t.add_file(f"{d}/initrd-parse-etc.service",
                b"[Service]\nType=oneshot\nExecStart=/usr/lib/systemd/systemd-sysroot-fstab-check\n"
                b"ExecStart=systemctl --no-block start initrd-cleanup.service\n")
+    t.add_file(f"{d}/initrd-cleanup.service",
+               b"[Unit]\nAfter=initrd-root-fs.target initrd-fs.target initrd.target\n"
+               b"[Service]\nType=oneshot\n"
+               b"ExecStart=systemctl --no-block isolate initrd-switch-root.target\n")
+    t.add_file("usr/bin/bash", b"\x7fELF")
     gen = "usr/lib/systemd/system-generators/systemd-integritysetup-generator"
     t.add_file(gen, b"\x7fELF")
     assert fixups.boot_order(t) == [
         "systemd-udev-trigger.service", "systemd-integritysetup-generator (removed)",
         "systemd-udev-load-credentials.service", "systemd-sysctl.service",
         "initrd-parse-etc.service"]
+    # initrd-cleanup keeps its own systemctl isolate call.
+    assert f"{d}/initrd-cleanup.service.d/10-rdforge.conf" not in t.entries
     trigger = t.entries[f"{d}/systemd-udev-trigger.service.d/10-rdforge.conf"].data.decode()
     # Devices only (no module or driver objects, no terminals), storage ahead of the stock
     # order.
@@ -170,3 +177,37 @@ def test_boot_order_dropins_keep_the_stock_jobs_and_skip_those_without_input() -
     t2.add_file(gen, b"\x7fELF")
     t2.add_file("etc/integritytab", b"data /dev/sda2 - -\n")
     assert fixups.boot_order(t2) == [] and gen in t2.entries
+
+
+def test_udevd_starts_without_waiting_for_accounts_and_dev_tmpfiles() -> None:
+    t = new_tree()
+    d = "usr/lib/systemd/system"
+    t.add_file(f"{d}/systemd-udevd.service",
+               b"[Unit]\nAfter=systemd-sysusers.service systemd-hwdb-update.service\n"
+               b"Before=sysinit.target\n[Service]\nExecStart=/usr/lib/systemd/systemd-udevd\n")
+    t.add_file(f"{d}/systemd-tmpfiles-setup-dev-early.service",
+               b"[Unit]\nBefore=sysinit.target local-fs-pre.target systemd-udevd.service\n"
+               b"Before=shutdown.target\n[Service]\nExecStart=systemd-tmpfiles --prefix=/dev\n")
+    t.add_file(f"{d}/systemd-tmpfiles-setup-dev.service",
+               b"[Unit]\nAfter=systemd-tmpfiles-setup-dev-early.service\n"
+               b"Before=systemd-udevd.service\n[Service]\nExecStart=systemd-tmpfiles\n")
+    t.add_file(f"{d}/systemd-sysusers.service",
+               b"[Unit]\nAfter=systemd-tmpfiles-setup-dev-early.service\n")
+    assert fixups.boot_order(t) == [
+        "systemd-udevd.service (without systemd-sysusers.service in After=)",
+        "systemd-tmpfiles-setup-dev-early.service (without systemd-udevd.service in Before=)",
+        "systemd-tmpfiles-setup-dev.service (without systemd-udevd.service in Before=)"]
+
+    def copy(unit: str) -> list[str]:
+        return t.entries[f"etc/systemd/system/{unit}"].data.decode().splitlines()
+
+    # The copies in /etc differ from the stock files only in the one ordering.
+    assert copy("systemd-udevd.service")[1:] == [
+        "[Unit]", "After=systemd-hwdb-update.service", "Before=sysinit.target", "[Service]",
+        "ExecStart=/usr/lib/systemd/systemd-udevd"]
+    assert copy("systemd-tmpfiles-setup-dev-early.service")[1:3] == [
+        "[Unit]", "Before=sysinit.target local-fs-pre.target"]
+    assert not any(line.startswith("Before=") for line in copy("systemd-tmpfiles-setup-dev.service"))
+    assert copy("systemd-tmpfiles-setup-dev.service")[0].startswith("# rdforge: ")
+    # sysusers keeps its own order: only udevd no longer waits for it.
+    assert "etc/systemd/system/systemd-sysusers.service" not in t.entries
