@@ -93,6 +93,21 @@ def trixie_systemd(tmp_path_factory: pytest.TempPathFactory) -> TrixieTools:
     return TrixieTools(root)
 
 
+def initrd_unit_credentials(dest: Path, unit: str, text: str) -> tuple[Path, Path]:
+    """Credentials that make systemd 257 in the initrd run a unit: systemd.extra-unit.UNIT
+    installs it, a systemd.unit-dropin.initrd.target~ drop-in makes initrd.target want it."""
+    from rdforge.formats import creds
+
+    made = []
+    for name, body in ((f"systemd.extra-unit.{unit}", text.encode()),
+                       (f"systemd.unit-dropin.initrd.target~{unit.split('.')[0]}",
+                        f"[Unit]\nWants={unit}\n".encode())):
+        path = dest / f"{name}.cred"
+        path.write_bytes(creds.armor(creds.encrypt(name, body)))
+        made.append(path)
+    return made[0], made[1]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Boot tests are slow: give each its own xdist group so they spread over workers.
     for item in items:

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import initrd_unit_credentials
 
 from rdforge.formats import creds
 from rdforge.vm.boot import BootOptions, BootResult, boot, default_root
@@ -91,12 +92,7 @@ ExecStart=/bin/bash -c 'echo "RDFORGE-EXTRA-UNIT ran" > /dev/console'
 def test_units_from_credentials_run_in_the_initrd(default_build: Path, tmp_path: Path) -> None:
     # systemd 257 installs a unit from systemd.extra-unit.* and a drop-in from
     # systemd.unit-dropin.*; the drop-in makes initrd.target want the unit.
-    unit = tmp_path / "systemd.extra-unit.rdforge-extra.service.cred"
-    unit.write_bytes(creds.armor(creds.encrypt("systemd.extra-unit.rdforge-extra.service",
-                                               EXTRA_UNIT.encode())))
-    dropin = tmp_path / "systemd.unit-dropin.initrd.target~rdforge.cred"
-    dropin.write_bytes(creds.armor(creds.encrypt("systemd.unit-dropin.initrd.target~rdforge",
-                                                 b"[Unit]\nWants=rdforge-extra.service\n")))
+    unit, dropin = initrd_unit_credentials(tmp_path, "rdforge-extra.service", EXTRA_UNIT)
     opts = BootOptions(initrd=default_build, echo=False, timeout=240, credentials=(unit, dropin))
     opts.root_image = default_root(opts)
     res = boot(opts)

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import initrd_unit_credentials
 
 from rdforge.formats import creds, pcrsig, tpm2
 from rdforge.formats.pe import PE
@@ -106,12 +107,7 @@ def test_pcr11_in_the_initrd_is_the_value_the_signed_policy_names(
     uki = tmp_path / "measured.efi"
     build_uki(UkiOptions(initrd=default_build, output=uki, pcr_key=vendor_keys[0],
                          cmdline=f"console=ttyS0 panic=-1 root=LABEL={LABEL} rw"))
-    unit = tmp_path / "systemd.extra-unit.rdforge-pcr.service.cred"
-    unit.write_bytes(creds.armor(creds.encrypt("systemd.extra-unit.rdforge-pcr.service",
-                                               PCR_UNIT.encode())))
-    dropin = tmp_path / "systemd.unit-dropin.initrd.target~rdforge.cred"
-    dropin.write_bytes(creds.armor(creds.encrypt("systemd.unit-dropin.initrd.target~rdforge",
-                                                 b"[Unit]\nWants=rdforge-pcr.service\n")))
+    unit, dropin = initrd_unit_credentials(tmp_path, "rdforge-pcr.service", PCR_UNIT)
     res = _boot_to_root(BootOptions(uki=uki, esp_extra=(unit, dropin), tpm_state=tmp_path / "tpm",
                                     echo=False, timeout=300))
     # systemd in the initrd sees a measured UKI (through EFI variables) and runs the phase.
