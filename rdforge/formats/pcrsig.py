@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from rdforge.errors import FormatError
 from rdforge.formats import tpm2
+from rdforge.formats.pe import PE
 
 PCR = 11
 # The order in which systemd-stub measures sections (its `unified_sections` table); .pcrsig
@@ -72,8 +73,6 @@ def predict(sections: Mapping[str, bytes], bank: str = "sha256",
 
 def measured_sections(image: bytes) -> dict[str, bytes]:
     """The sections of a UKI that systemd-stub measures into PCR 11, by name."""
-    from rdforge.formats.pe import PE
-
     return {s.name: s.data(image) for s in PE.parse(image).sections if s.name in MEASURED_ORDER}
 
 
