@@ -1,5 +1,6 @@
-"""The boot harness retries once when the kernel dies before it ran anything of the image
-(software emulation's own flakiness), and only then."""
+"""The boot harness retries once when the kernel dies before it ran anything of the image, or
+on the emulator's kernel text patching race (software emulation's own flakiness), and only
+then."""
 
 from __future__ import annotations
 
@@ -39,6 +40,19 @@ def test_panic_after_init_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> Non
     calls = _fake([BootResult(False, "kernel panic: x", 5.0, {"initrd": 3.0}, PANIC)], monkeypatch)
     res = vmboot._run(BootOptions(initrd=Path("x")), [], "tcg")
     assert len(calls) == 1 and not res.ok and "retry" not in res.reason
+
+
+def test_text_patching_race_after_init_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    oops = ("[ 3.3] Run /init as init process\n[ 3.5] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\n"
+            + PANIC)
+    calls = _fake([BootResult(False, "qemu exited (0)", 5.0, {"initrd": 3.0}, oops),
+                   BootResult(True, "marker appeared", 9.0, {"initrd": 3.0})], monkeypatch)
+    res = vmboot._run(BootOptions(initrd=Path("x")), [], "tcg")
+    assert len(calls) == 2 and res.ok and "patching race" in res.reason
+    # An invalid opcode at a patched no-op is the same race; BUG()'s ud2 is the kernel's own.
+    race = "Oops: invalid opcode: 0000 [#1]\nCode: 90 0f <1f> 44 00 00 9c 58\n"
+    bug = "kernel BUG at fs/x.c:1!\nOops: invalid opcode: 0000 [#1]\nCode: 48 <0f> 0b 90\n"
+    assert vmboot._text_patch_race(race) and not vmboot._text_patch_race(bug)
 
 
 def _fake_qemu(script: str) -> list[str]:
