@@ -29,10 +29,15 @@ from rdforge.tree.prune import DEFAULT_PRUNE, Pruner
 from rdforge.tree.unpack import new_tree, unpack_deb
 
 UNIT_DIR = "usr/lib/systemd/system"
-# Units from the extension are pulled in when sysinit.target is reached: systemd-sysext
-# merges before it and reloads the manager, and a target that is already part of the boot
-# transaction does not pick up new Wants= on reload, but Upholds= is re-evaluated.
-ENABLE_VIA = "sysinit.target.upholds"
+# Units from the extension are started by systemd-sysext.service once it merged: it reloads
+# the manager, and a unit that is already part of the boot transaction does not pick up new
+# Wants= on reload, but Upholds= is re-evaluated when the service becomes active. They are
+# ordered before initrd.target, as units initrd.target wants would be: their start jobs come
+# before the jobs of sysinit.target and the targets after it run, so the initrd is not left
+# (initrd-cleanup isolates) while a oneshot of the extension still runs. (Upheld by
+# sysinit.target instead, they came only after initrd.target was reached, racing the isolation.)
+ENABLE_VIA = "systemd-sysext.service.upholds"
+ENABLE_ORDER = b"[Unit]\nBefore=initrd.target\n"
 # Packages that serve only maintainer scripts (which a sysext never runs): dependencies on
 # them count as satisfied unless --keep-packages names them.
 MAINTSCRIPT_ONLY = ("adduser", "base-passwd", "debconf", "init-system-helpers", "login.defs",
@@ -314,6 +319,7 @@ def build_sysext(o: SysextOptions, progress: Progress | None = None) -> SysextRe
         if tree.get(f"{UNIT_DIR}/{unit}") is None:
             raise SysextError(f"unit {unit} is not in the extension (add it with --file)")
         tree.add_symlink(f"{UNIT_DIR}/{ENABLE_VIA}/{unit}", f"../{unit}")
+        tree.add_file(f"{UNIT_DIR}/{unit}.d/10-rdforge-initrd.conf", ENABLE_ORDER)
     tree.add_file(f"usr/lib/extension-release.d/extension-release.{o.name}",
                   extension_release(o.name, base.os_release, dps_arch, o.version))
     nfiles = sum(1 for e in tree.entries.values() if e.kind == FILE)
