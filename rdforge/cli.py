@@ -198,7 +198,8 @@ def _uki(ns: argparse.Namespace) -> int:
                                 kernel_version=ns.kernel_version or "",
                                 key=Path(ns.key) if ns.key else None,
                                 cert=Path(ns.cert) if ns.cert else None, offline=ns.offline,
-                                pcr_key=Path(ns.pcr_key) if ns.pcr_key else None))
+                                pcr_key=Path(ns.pcr_key) if ns.pcr_key else None,
+                                splash=Path(ns.splash) if ns.splash else None))
     if ns.json:
         print(json.dumps(info, indent=1))
     else:
@@ -321,6 +322,7 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--kernel-version", help="the kernel version (default: the initrd's)")
     u.add_argument("--pcr-key", help="RSA key (PEM) signing the PCR 11 policies of each boot "
                    "phase (.pcrsig, with its public key as .pcrpkey)")
+    u.add_argument("--splash", help="BMP image systemd-stub shows while it boots (.splash)")
     _pe_output_args(u, "vmlinuz.efi")
     u.set_defaults(func=_uki)
 

@@ -2,8 +2,8 @@
 (systemd-boot-efi), the kernel the initrd's modules came from, the initrd, the command line
 and os-release; signed for Secure Boot (Authenticode).
 
-Sections, in the order systemd's ukify writes them: .osrel .cmdline .uname (.pcrpkey) .linux
-.initrd, then .sbat (the stub's, the kernel's and a UKI line merged) in place of the stub's
+Sections, in the order systemd's ukify writes them: .osrel .cmdline .uname (.splash .pcrpkey)
+.linux .initrd, then .sbat (the stub's, the kernel's and a UKI line merged) in place of the stub's
 .sbat, and with a PCR key the signed PCR 11 policies (.pcrsig) last. Signing is Authenticode,
 written by rdforge without a signing time: signed images are reproducible too."""
 
@@ -47,6 +47,7 @@ class UkiOptions:
     offline: bool = False
     stub: Path | None = None  # default: from the release's systemd-boot-efi package
     pcr_key: Path | None = None  # RSA key signing PCR 11 policies (.pcrpkey + .pcrsig)
+    splash: Path | None = None  # a BMP image systemd-stub shows while it boots (.splash)
 
 
 def _manifest(initrd: Path) -> dict[str, object]:
@@ -90,6 +91,17 @@ def sign(image: bytes, key: Path, cert: Path) -> bytes:
     return authenticode.sign(image, load_signing_key(key, cert))
 
 
+def _splash(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UkiError(f"splash {path}: {e.strerror}") from None
+    # BITMAPFILEHEADER: "BM", then the file's size; systemd-stub draws only BMP images.
+    if len(data) < 26 or data[:2] != b"BM" or int.from_bytes(data[2:6], "little") != len(data):
+        raise UkiError(f"splash {path}: not a BMP image (systemd-stub shows only BMP)")
+    return data
+
+
 def build_uki(o: UkiOptions) -> dict[str, object]:
     from rdforge.vm.boot import find_kernel
 
@@ -109,7 +121,9 @@ def build_uki(o: UkiOptions) -> dict[str, object]:
         stub, stub_from = stub_from_archive(str(m["release"]), str(m["arch"]), False, o.offline)
     osrel = os_release_text({str(k): str(v) for k, v in dict(m.get("os_release") or {}).items()})  # type: ignore[call-overload]
     pcr_key = load_private_key(o.pcr_key) if o.pcr_key else None
+    splash = _splash(o.splash) if o.splash else b""
     sections = [(".osrel", osrel), (".cmdline", o.cmdline.encode()), (".uname", kver.encode()),
+                (".splash", splash),
                 (".pcrpkey", pcrsig.public_key_pem(pcr_key) if pcr_key else b""),
                 (".linux", linux), (".initrd", initrd),
                 (".sbat", pe.merge_sbat([stub, linux], UKI_SBAT))]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -81,22 +82,35 @@ def test_uki_is_byte_identical_to_ukify(default_build: Path, ukify: Path, tmp_pa
     assert sbat is not None and b"uki,1,UKI" in sbat.data(ours) and b"systemd-stub" in sbat.data(ours)
 
 
+def _bmp_2x2() -> bytes:
+    """A 2x2 24-bit BMP: file header, BITMAPINFOHEADER, two rows padded to four bytes."""
+    pixels = (b"\x00\x00\xff" * 2 + b"\x00\x00") * 2
+    info = struct.pack("<IiiHHIIiiII", 40, 2, 2, 1, 24, 0, len(pixels), 2835, 2835, 0, 0)
+    size = 14 + len(info) + len(pixels)
+    return b"BM" + struct.pack("<IHHI", size, 0, 0, 14 + len(info)) + info + pixels
+
+
 def test_pcr_signed_uki_is_byte_identical_to_ukify_with_systemd_measure(
         default_build: Path, ukify: Path, trixie_systemd: TrixieTools, tmp_path: Path) -> None:
     """ukify asks trixie's systemd-measure for the PCR 11 values and their signatures, and
-    systemd-keyutil for .pcrpkey: rdforge's own prediction and signatures must be the same."""
+    systemd-keyutil for .pcrpkey: rdforge's own prediction and signatures must be the same,
+    with a splash image measured too."""
     key = tmp_path / "pcr.key"
     key.write_bytes(rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
+    splash = tmp_path / "splash.bmp"
+    splash.write_bytes(_bmp_2x2())
     cmdline = "console=ttyS0 root=LABEL=rdforge-root rw"
     out = tmp_path / "ours.efi"
-    info = build_uki(UkiOptions(initrd=default_build, output=out, cmdline=cmdline, pcr_key=key))
+    info = build_uki(UkiOptions(initrd=default_build, output=out, cmdline=cmdline, pcr_key=key,
+                                splash=splash))
     assert info["pcr_signed"]
     tools = trixie_systemd.wrappers(tmp_path / "tools", "usr/lib/systemd/systemd-measure",
                                     "usr/lib/systemd/systemd-keyutil")
     _same_as_ukify(ukify, out, info, default_build, cmdline, "--pcr-private-key", str(key),
-                   tools=tools)
+                   "--splash", str(splash), tools=tools)
+    assert PE.parse(out.read_bytes()).section(".splash") is not None
     data = out.read_bytes()
     sig = PE.parse(data).section(".pcrsig")
     assert sig is not None
@@ -180,4 +194,10 @@ def test_uki_errors(default_build: Path, vendor_keys: tuple[Path, Path], tmp_pat
                         "--key", str(vendor_keys[0]), "-o", str(tmp_path / "x.efi")],
                        capture_output=True, text=True)
     assert r.returncode != 0 and "--key and --cert" in r.stderr
+    (tmp_path / "splash.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
+    r = subprocess.run([sys.executable, "-m", "rdforge.cli", "uki", "--initrd", str(default_build),
+                        "--splash", str(tmp_path / "splash.png"), "-o", str(tmp_path / "x.efi")],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "splash.png: not a BMP image" in r.stderr
+    assert len(r.stderr.splitlines()) == 1
     assert not (tmp_path / "x.efi").exists()
