@@ -199,7 +199,7 @@ def users_and_groups(tree: Tree) -> None:
     if tree.get(f"{UNITDIR}/systemd-tmpfiles-setup-dev.service") is not None:
         # The second pass over /dev exists for users and groups systemd-sysusers makes at
         # boot; here all are made now, so the first pass (-early) has already done it all,
-        # unless a sysusers.extra credential brings more. Off the way to udevd, then.
+        # unless a sysusers.extra credential brings more: a program start spared.
         tree.add_file(f"{UNITDIR}/systemd-tmpfiles-setup-dev.service.d/10-rdforge.conf",
                       b"[Unit]\nConditionCredential=sysusers.extra\n")
     if tree.get("usr/bin/systemd-sysusers") is not None and tree.get("usr/bin/bash") is not None:

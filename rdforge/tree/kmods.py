@@ -82,8 +82,13 @@ PLAIN_MODULES: tuple[str, ...] = (
 )
 
 
+def _path_regex(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """Shell patterns for module paths under kernel/, as one regular expression."""
+    return re.compile("|".join(fnmatch.translate("kernel/" + p) for p in patterns))
+
+
 def plain_matcher(patterns: tuple[str, ...]) -> Callable[[Module], bool]:
-    rx = re.compile("|".join(fnmatch.translate("kernel/" + p) for p in patterns))
+    rx = _path_regex(patterns)
     return lambda m: bool(rx.match(m.path))
 
 
@@ -231,7 +236,7 @@ def _load(root: Path, idx: Path) -> KernelIndex:
 def select(kidx: KernelIndex, patterns: tuple[str, ...], names: tuple[str, ...] = (),
            exclude: tuple[str, ...] = ()) -> list[Module]:
     """Modules whose path under kernel/ matches a pattern, or named, closed under dependencies."""
-    rx = re.compile("|".join(fnmatch.translate("kernel/" + p) for p in patterns)) if patterns else None
+    rx = _path_regex(patterns) if patterns else None
     want = {n.replace("-", "_") for n in names}
     for m in kidx.modules.values():
         if rx is not None and rx.match(m.path):

@@ -335,24 +335,31 @@ def _text_patch_race(console: str) -> bool:
         and "<0f> 0b" not in console
 
 
+def _emulator_fault(res: BootResult) -> str | None:
+    """What went wrong, when a failed boot failed on software emulation's own flakiness and
+    not on the image: the text patching race at any point, or a kernel that died or hung
+    before it ran anything of the image."""
+    if res.ok:
+        return None
+    if _text_patch_race(res.console):
+        return "the first boot hit the emulator's kernel text patching race"
+    if "initrd" not in res.phases:
+        if res.reason.startswith(STALLED):
+            return "the first boot stalled before /init"
+        if "Kernel panic - not syncing" in res.console:
+            return "the first boot panicked before /init"
+    return None
+
+
 def _run_emulator_faults_retried(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
     res = _run_once(opts, cmd, accel)
-    if not res.ok and _text_patch_race(res.console):
-        again = _run_once(opts, cmd, accel)
-        again.reason += (" (after a retry: the first boot hit the emulator's kernel text "
-                         f"patching race: {res.reason})")
-        return again
-    if res.ok or "initrd" in res.phases:
+    fault = _emulator_fault(res)
+    if fault is None:
         return res
-    if "Kernel panic - not syncing" in res.console or res.reason.startswith(STALLED):
-        # The kernel died or hung before it ran anything of the image: software emulation's
-        # own flakiness (its code patching under multi-threaded TCG), not the initrd. Once
-        # more, and say so.
-        what = "stalled" if res.reason.startswith(STALLED) else "panicked"
-        again = _run_once(opts, cmd, accel)
-        again.reason += f" (after a retry: the first boot {what} before /init: {res.reason})"
-        return again
-    return res
+    # Once more, and say so.
+    again = _run_once(opts, cmd, accel)
+    again.reason += f" (after a retry: {fault}: {res.reason})"
+    return again
 
 
 def _run(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
