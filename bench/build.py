@@ -9,8 +9,14 @@ tree with initramfs-tools and dracut installed, e.g. made by
 dracut are run inside it on the same kernel, in the same run, and reported as ratios.
 --make-chroot creates DIR first with mmdebstrap from the host's apt sources (trixie and
 trixie-security, so the kernel is the one rdforge picks). With
---boot every image is booted (interleaved rounds, medians) on the same kernel and test root.
-Machines here are noisy: compare the ratios, not numbers from another day.
+--boot every image is booted (interleaved rounds, medians) on the same kernel and test root,
+with the same kernel command line (the tests' one, plus --append: `--append quiet` is Debian's
+default). Machines here are noisy: compare the ratios, not numbers from another day.
+
+The peers get what an installed system gives them. mkinitramfs puts fsck into the image only
+for a root file system type it can tell, from /etc/fstab or FSTYPE=; a chroot's fstab names no
+root, so the bench sets FSTYPE=ext4 (the test root's type) in a conf.d file, and its image
+checks the root before mounting it, as rdforge's and dracut's do.
 """
 
 from __future__ import annotations
@@ -70,6 +76,7 @@ def main() -> int:
     ap.add_argument("--boot", action="store_true")
     ap.add_argument("--chroot", type=Path)
     ap.add_argument("--make-chroot", action="store_true")
+    ap.add_argument("--append", default="", help="more kernel command line for every boot")
     ns = ap.parse_args()
     if ns.make_chroot:
         make_chroot(ns.chroot)
@@ -103,6 +110,10 @@ def main() -> int:
         ours = json.loads((work / "warm.img.manifest.json").read_text())["kernel_version"]
         if kver != ours:
             sys.exit(f"the chroot has kernel {kver}, rdforge built for {ours}: update the chroot")
+        # An installed system's fstab names an ext4 root: mkinitramfs then adds fsck for it.
+        conf = ns.chroot / "etc/initramfs-tools/conf.d/rdforge-bench"
+        conf.write_text("# Written by rdforge's bench: the test root's type, as an installed "
+                        "system's fstab gives it\nFSTYPE=ext4\n")
         peers = {
             "mkinitramfs": ["chroot", str(ns.chroot), "mkinitramfs", "-o", "/tmp/peer.img", kver],
             "dracut": ["chroot", str(ns.chroot), "dracut", "-f", "--reproducible", "--no-hostonly",
@@ -128,16 +139,23 @@ def main() -> int:
         kernel = find_kernel(images["rdforge"].with_name("warm.img"))
         root = default_root(BootOptions(initrd=images["rdforge"]))
         times: dict[str, list[float]] = {n: [] for n in images}
+        failed: dict[str, int] = {}
         for _ in range(ns.rounds):
             for name, img in images.items():
                 res = boot(BootOptions(initrd=img, kernel=kernel, root_image=root, echo=False,
-                                       timeout=300))
-                times[name].append(res.guest_uptime if res.ok and res.guest_uptime else float("nan"))
+                                       timeout=300, append=ns.append))
+                if res.ok and res.guest_uptime:
+                    times[name].append(res.guest_uptime)
+                else:
+                    failed[name] = failed.get(name, 0) + 1
+                    print(f"{name}: boot failed: {res.reason}", file=sys.stderr)
         ref = statistics.median(times["rdforge"])
-        print(f"\n{'boot (uptime at root init)':32} {'median s':>8} {'min-max':>13} {'/ rdforge':>10}")
+        title = f"boot{' +' + ns.append if ns.append else ''} (uptime at root init)"
+        print(f"\n{title:32} {'median s':>8} {'min-max':>13} {'/ rdforge':>10}")
         for name, ts in times.items():
             med = statistics.median(ts)
-            print(f"{name:32} {med:8.2f} {min(ts):6.2f}-{max(ts):<6.2f} {med / ref:10.2f}")
+            note = f"  ({failed[name]} of {ns.rounds} failed)" if name in failed else ""
+            print(f"{name:32} {med:8.2f} {min(ts):6.2f}-{max(ts):<6.2f} {med / ref:10.2f}{note}")
     return 0
 
 

@@ -102,6 +102,21 @@ def test_emulator_faults_are_retried_once_and_named(first: BootResult, says: str
     assert len(calls) == 2 and not res.ok  # twice is not the emulator's bad luck
 
 
+def test_the_markers_line_is_read_to_its_end() -> None:
+    # The serial port may hand the marker over in two pieces: the uptime after it is the
+    # boot's time, and the harness waits for it rather than stopping at the marker.
+    cmd = _fake_qemu("import sys,time; w=sys.stdout.write; f=sys.stdout.flush;"
+                     f"w('Linux version 6.12\\n{vmboot.MARKER} u'); f(); time.sleep(0.7);"
+                     "w('ptime=7.25\\n'); f(); time.sleep(30)")
+    res = vmboot._run_qemu(BootOptions(initrd=Path("x"), echo=False, timeout=20), cmd, "tcg")
+    assert res.ok and res.guest_uptime == 7.25 and res.seconds < 10
+    # A marker whose line never ends is still the boot's success, without the uptime.
+    cmd = _fake_qemu("import sys,time; w=sys.stdout.write;"
+                     f"w('{vmboot.MARKER} u'); sys.stdout.flush(); time.sleep(30)")
+    res = vmboot._run_qemu(BootOptions(initrd=Path("x"), echo=False, timeout=20), cmd, "tcg")
+    assert res.ok and res.guest_uptime is None and res.seconds < 10
+
+
 def test_a_crashing_emulator_is_named_as_such() -> None:
     cmd = _fake_qemu("import os,signal; print('Linux version 6.12', flush=True);"
                      "os.kill(os.getpid(), signal.SIGSEGV)")

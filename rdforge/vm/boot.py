@@ -413,6 +413,7 @@ def _run_qemu(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
     last_output = start
     worker: concurrent.futures.ThreadPoolExecutor | None = None
     action: concurrent.futures.Future[tuple[bool, str]] | None = None
+    line_wait: float | None = None
     terminal, shown = Terminal(), ConsoleText()
     fail_rx = [(re.compile(p), why) for p, why in FAILURES]
     fail_rx += [(re.compile(re.escape(t)), f"console showed {t!r}") for t in opts.expect_fail]
@@ -431,15 +432,19 @@ def _run_qemu(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
                 except BlockingIOError:
                     chunk = b""
                 if not chunk and proc.poll() is not None:
-                    reason = _exit_reason(proc.returncode, expect)
+                    if line_wait is None:
+                        ok, reason = False, _exit_reason(proc.returncode, expect)
                     break
             elif proc.poll() is not None:
-                reason = _exit_reason(proc.returncode, expect)
+                if line_wait is None:
+                    ok, reason = False, _exit_reason(proc.returncode, expect)
                 break
             if action is not None and action.done():
                 ok, reason = action.result()
                 break
             if not chunk:
+                if line_wait is not None and time.monotonic() > line_wait:
+                    break
                 silent = time.monotonic() - last_output
                 if "kernel" in phases and "initrd" not in phases and silent > opts.stall_seconds:
                     reason = f"{STALLED}: no console output for {silent:.0f}s"
@@ -473,7 +478,12 @@ def _run_qemu(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
             if expect in console and worker is None:
                 ok, reason = True, f"{expect!r} appeared"
                 if opts.while_running is None:
-                    break
+                    # The rest of its line (the marker's uptime) may still be on its way.
+                    if "\n" in console[console.index(expect):] or (
+                            line_wait is not None and time.monotonic() > line_wait):
+                        break
+                    line_wait = line_wait or time.monotonic() + 2.0
+                    continue
                 # Keep draining the console while the action runs: a full pipe would stall
                 # qemu's main loop, and with it the guest's network.
                 worker = concurrent.futures.ThreadPoolExecutor(1)
