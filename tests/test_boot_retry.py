@@ -13,6 +13,7 @@ import pytest
 
 from rdforge.vm import boot as vmboot
 from rdforge.vm.boot import BootOptions, BootResult
+from rdforge.vm.rootfs import MARKER
 
 PANIC = "[ 2.0] Kernel panic - not syncing: Fatal exception in interrupt\n"
 
@@ -106,15 +107,44 @@ def test_the_markers_line_is_read_to_its_end() -> None:
     # The serial port may hand the marker over in two pieces: the uptime after it is the
     # boot's time, and the harness waits for it rather than stopping at the marker.
     cmd = _fake_qemu("import sys,time; w=sys.stdout.write; f=sys.stdout.flush;"
-                     f"w('Linux version 6.12\\n{vmboot.MARKER} u'); f(); time.sleep(0.7);"
+                     f"w('Linux version 6.12\\n{MARKER} u'); f(); time.sleep(0.7);"
                      "w('ptime=7.25\\n'); f(); time.sleep(30)")
     res = vmboot._run_qemu(BootOptions(initrd=Path("x"), echo=False, timeout=20), cmd, "tcg")
     assert res.ok and res.guest_uptime == 7.25 and res.seconds < 10
     # A marker whose line never ends is still the boot's success, without the uptime.
     cmd = _fake_qemu("import sys,time; w=sys.stdout.write;"
-                     f"w('{vmboot.MARKER} u'); sys.stdout.flush(); time.sleep(30)")
+                     f"w('{MARKER} u'); sys.stdout.flush(); time.sleep(30)")
     res = vmboot._run_qemu(BootOptions(initrd=Path("x"), echo=False, timeout=20), cmd, "tcg")
     assert res.ok and res.guest_uptime is None and res.seconds < 10
+
+
+def test_an_action_while_running_gives_the_result_even_when_the_vm_then_exits(
+        tmp_path: Path) -> None:
+    # The VM powers off as soon as the action is done (it waits for the action's file): the
+    # harness sees qemu gone and the action finished at once.
+    done = tmp_path / "done"
+    cmd = _fake_qemu("import os,time; print('ready', flush=True); t=time.time()\n"
+                     f"while not os.path.exists({str(done)!r}) and time.time()-t < 10:"
+                     " time.sleep(0.02)")
+
+    def quick() -> tuple[bool, str]:
+        done.touch()
+        return True, "logged in"
+
+    def slow() -> tuple[bool, str]:
+        time.sleep(5)
+        return True, "logged in"
+
+    opts = BootOptions(initrd=Path("x"), echo=False, timeout=20, expect="ready",
+                       while_running=quick)
+    res = vmboot._run_qemu(opts, cmd, "tcg")
+    assert res.ok and res.reason == "logged in"
+    # The VM went away before the action had its answer: that is no success.
+    cmd = _fake_qemu("import time; print('ready', flush=True); time.sleep(0.5)")
+    opts = BootOptions(initrd=Path("x"), echo=False, timeout=20, expect="ready",
+                       while_running=slow)
+    res = vmboot._run_qemu(opts, cmd, "tcg")
+    assert not res.ok and "exited" in res.reason
 
 
 def test_a_crashing_emulator_is_named_as_such() -> None:

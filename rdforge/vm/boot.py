@@ -431,12 +431,12 @@ def _run_qemu(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
                     chunk = proc.stdout.read() or b""
                 except BlockingIOError:
                     chunk = b""
-                if not chunk and proc.poll() is not None:
-                    if line_wait is None:
-                        ok, reason = False, _exit_reason(proc.returncode, expect)
-                    break
-            elif proc.poll() is not None:
-                if line_wait is None:
+            if not chunk and proc.poll() is not None:
+                # qemu is gone: an action that finished still gives the result; one that did
+                # not, or a marker that never appeared, is a failure.
+                if action is not None and action.done():
+                    ok, reason = action.result()
+                elif line_wait is None:
                     ok, reason = False, _exit_reason(proc.returncode, expect)
                 break
             if action is not None and action.done():
