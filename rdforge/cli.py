@@ -178,8 +178,11 @@ def _credential(ns: argparse.Namespace) -> int:
     if kind in (creds.KEY_TPM2, creds.KEY_HOST_TPM2):
         from rdforge.outputs.credential import seal_for_tpm
 
-        seal = seal_for_tpm(ns.tpm2_device, ns.tpm2_primary, ns.tpm2_pcrs)
-    elif ns.tpm2_device or ns.tpm2_primary or ns.tpm2_pcrs:
+        seal = seal_for_tpm(ns.tpm2_device, ns.tpm2_primary, ns.tpm2_pcrs,
+                            ns.tpm2_public_key, ns.tpm2_public_key_pcrs)
+        if ns.tpm2_public_key:
+            kind = creds.KEY_TPM2_PK if kind == creds.KEY_TPM2 else creds.KEY_HOST_TPM2_PK
+    elif ns.tpm2_device or ns.tpm2_primary or ns.tpm2_pcrs or ns.tpm2_public_key:
         raise ConfigError(f"--tpm2-* options need --encrypt tpm2 or host+tpm2, not {ns.encrypt}")
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH", int(time.time())))
     not_after = creds.INFINITY if ns.not_after is None else ns.not_after * 1_000_000
@@ -347,6 +350,11 @@ def parser() -> argparse.ArgumentParser:
                    "key saved from it with `rdforge tpm2-primary`")
     c.add_argument("--tpm2-pcrs", default="", metavar="PCRS", help="bind to PCRs: 7+11, with "
                    "values from the TPM, or 7:sha256=HEX (needed with --tpm2-primary)")
+    c.add_argument("--tpm2-public-key", metavar="PEM", help="also bind to PCR policies signed "
+                   "by this key (the public half of `rdforge uki --pcr-key`): the credential "
+                   "opens only under a UKI whose measured PCR 11 that key signed")
+    c.add_argument("--tpm2-public-key-pcrs", default="11", metavar="PCRS",
+                   help="the PCRs the signed policies cover (default: 11)")
     c.add_argument("--host-secret", metavar="FILE", help="the target's credential.secret")
     c.add_argument("--not-after", type=int, metavar="EPOCH", help="invalid after this time")
     c.add_argument("--show", action="store_true", help="decrypt NAME (a file) and describe it")

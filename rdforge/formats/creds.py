@@ -33,7 +33,14 @@ KEY_NULL = uuid.UUID("058469da-f6f5-4324-8005-49da0f8ea2fb")
 KEY_HOST = uuid.UUID("5a1c6a86-df9d-4096-b1d5-a65e0862f19a")
 KEY_TPM2 = uuid.UUID("0c7cc07b-1176-4591-9c4b-0bea08bc20fe")
 KEY_HOST_TPM2 = uuid.UUID("93a89409-4874-4490-90ca-f2fc93cab553")
-KEY_NAMES = {KEY_NULL: "null", KEY_HOST: "host", KEY_TPM2: "tpm2", KEY_HOST_TPM2: "host+tpm2"}
+# The same, with the TPM policy authorised by a PCR signing key (signed PCR 11 policies).
+KEY_TPM2_PK = uuid.UUID("faf7eb93-41e3-412c-a1a4-36f95a29362f")
+KEY_HOST_TPM2_PK = uuid.UUID("af4950a8-4913-4eb1-a738-46304ff30c05")
+KEY_NAMES = {KEY_NULL: "null", KEY_HOST: "host", KEY_TPM2: "tpm2", KEY_HOST_TPM2: "host+tpm2",
+             KEY_TPM2_PK: "tpm2 with a PCR signing key",
+             KEY_HOST_TPM2_PK: "host+tpm2 with a PCR signing key"}
+TPM2_KINDS = (KEY_TPM2, KEY_HOST_TPM2, KEY_TPM2_PK, KEY_HOST_TPM2_PK)
+HOST_KINDS = (KEY_HOST, KEY_HOST_TPM2, KEY_HOST_TPM2_PK)
 
 MAIN = struct.Struct("<16sIIII")
 META = struct.Struct("<QQI")
@@ -94,12 +101,23 @@ class TPM2Seal:
     blob: bytes
     policy_hash: bytes
     pcr_mask: int = 0
+    # With a PCR signing key: its public key (PEM, as systemd stores it) and the PCRs whose
+    # signed policies unlock the secret (PCR 11 for UKIs).
+    public_key: bytes | None = None
+    public_key_pcr_mask: int = 0
+
+
+PK_HEADER = struct.Struct("<QI")  # PCR mask of the signed policy, size of the PEM public key
 
 
 def _tpm2_header(seal: TPM2Seal) -> bytes:
     h = TPM2_HEADER.pack(seal.pcr_mask, TPM2_BANK_SHA256, TPM2_PRIMARY_ECC, len(seal.blob),
                          len(seal.policy_hash)) + seal.blob + seal.policy_hash
-    return h.ljust(_align8(len(h)), b"\0")
+    h = h.ljust(_align8(len(h)), b"\0")
+    if seal.public_key is not None:
+        pk = PK_HEADER.pack(seal.public_key_pcr_mask, len(seal.public_key)) + seal.public_key
+        h += pk.ljust(_align8(len(pk)), b"\0")
+    return h
 
 
 def encrypt(name: str, data: bytes, kind: uuid.UUID = KEY_NULL, host_secret: bytes | None = None,
@@ -114,11 +132,14 @@ def encrypt(name: str, data: bytes, kind: uuid.UUID = KEY_NULL, host_secret: byt
                               f"{CREDENTIAL_SIZE_MAX}")
     if not_after_us != INFINITY and not_after_us <= timestamp_us:
         raise CredentialError(f"credential {name}: not-after lies before its timestamp")
-    if kind in (KEY_TPM2, KEY_HOST_TPM2):
+    if kind in TPM2_KINDS:
         if tpm2 is None:
             raise CredentialError(f"credential {name}: sealing to a TPM needs the TPM's key")
+        if (tpm2.public_key is not None) != (kind in (KEY_TPM2_PK, KEY_HOST_TPM2_PK)):
+            raise CredentialError(f"credential {name}: a PCR signing key goes with the "
+                                  "signed-policy key types, and only with them")
         md = hashlib.sha256()
-        if kind == KEY_HOST_TPM2:
+        if kind in HOST_KINDS:
             if host_secret is None:
                 raise CredentialError("host+tpm2 needs the host's credential secret")
             md.update(host_secret)
@@ -132,7 +153,7 @@ def encrypt(name: str, data: bytes, kind: uuid.UUID = KEY_NULL, host_secret: byt
     iv = hmac.new(key, b"rdforge credential IV\0" + meta + data, "sha256").digest()[:IV_SIZE]
     head = MAIN.pack(kind.bytes, KEY_SIZE, BLOCK_SIZE, IV_SIZE, TAG_SIZE) + iv
     head = head.ljust(_align8(len(head)), b"\0")
-    if kind in (KEY_TPM2, KEY_HOST_TPM2) and tpm2 is not None:
+    if kind in TPM2_KINDS and tpm2 is not None:
         head += _tpm2_header(tpm2)
     sealed = AESGCM(key).encrypt(iv, meta + data, head)  # ciphertext followed by the tag
     return head + sealed
@@ -172,6 +193,10 @@ def decrypt(blob: bytes, expect_name: str | None = None, host_secret: bytes | No
     if (ksz, tsz) != (KEY_SIZE, TAG_SIZE) or not 0 < ivsz <= 64 or bsz == 0:
         raise CredentialError("corrupt credential header")
     hlen = _align8(MAIN.size + ivsz)
+    if kind in (KEY_TPM2_PK, KEY_HOST_TPM2_PK):
+        raise CredentialError(f"this credential is bound to {KEY_NAMES[kind]}: systemd "
+                              "decrypts it on the machine that holds the TPM, with the "
+                              "signature of the booted UKI's PCR 11 policy")
     if kind in (KEY_TPM2, KEY_HOST_TPM2):
         if tpm2_unseal is None:
             raise CredentialError(f"this credential is bound to {KEY_NAMES[kind]}: it is "

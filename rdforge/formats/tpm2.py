@@ -19,7 +19,7 @@ import struct
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation, Mode
@@ -34,11 +34,11 @@ except ImportError:  # pragma: no cover - older cryptography
 ALG_RSA, ALG_KEYEDHASH, ALG_SHA256, ALG_AES, ALG_NULL, ALG_ECC, ALG_CFB = (
     0x0001, 0x0008, 0x000B, 0x0006, 0x0010, 0x0023, 0x0043)
 ECC_NIST_P256 = 0x0003
-CC_POLICY_PCR = 0x0000017F
+CC_POLICY_PCR, CC_POLICY_AUTHORIZE = 0x0000017F, 0x0000016A
 
 # TPMA_OBJECT bits
 FIXED_TPM, FIXED_PARENT, SENSITIVE_DATA_ORIGIN, USER_WITH_AUTH = 0x2, 0x10, 0x20, 0x40
-NO_DA, RESTRICTED, DECRYPT = 0x400, 0x10000, 0x20000
+NO_DA, RESTRICTED, DECRYPT, SIGN_ENCRYPT = 0x400, 0x10000, 0x20000, 0x40000
 
 # systemd's "legacy" ECC primary: the storage key its credentials are sealed under, made
 # again from this template (and the TPM's owner seed) whenever one is decrypted.
@@ -168,14 +168,36 @@ def kdfe(z: bytes, label: str, party_u: bytes, party_v: bytes, bits: int) -> byt
                          otherinfo=info).derive(z)
 
 
-def policy_pcr(selection: dict[int, bytes], bank: int = ALG_SHA256) -> bytes:
+def policy_pcr(selection: dict[int, bytes], bank: int = ALG_SHA256,
+               start: bytes = bytes(32)) -> bytes:
     """The policy digest of a SHA-256 session that ran TPM2_PolicyPCR on these PCR values of
-    one bank (starting from the empty policy)."""
+    one bank, after the policy `start` (the empty policy unless given)."""
     if not selection:
-        return bytes(32)
+        return start
     pcrs = sorted(selection)
-    return hashlib.sha256(bytes(32) + struct.pack(">I", CC_POLICY_PCR) + pcr_selection(pcrs, bank)
+    return hashlib.sha256(start + struct.pack(">I", CC_POLICY_PCR) + pcr_selection(pcrs, bank)
                           + hashlib.sha256(b"".join(selection[i] for i in pcrs)).digest()).digest()
+
+
+def rsa_key_name(key: rsa.RSAPublicKey) -> bytes:
+    """The TPM name (nameAlg, then the SHA-256 of TPMT_PUBLIC) of an RSA public key as systemd
+    loads it to check a signed PCR policy: an external key for signing and decrypting, with
+    userWithAuth, no symmetric algorithm or scheme, and the exponent written out (65537, not
+    the 0 that would mean the same to the TPM but not to the name)."""
+    nums = key.public_numbers()
+    modulus = nums.n.to_bytes((key.key_size + 7) // 8, "big")
+    public = (struct.pack(">HHI", ALG_RSA, ALG_SHA256, DECRYPT | SIGN_ENCRYPT | USER_WITH_AUTH)
+              + b2(b"") + struct.pack(">HHHI", ALG_NULL, ALG_NULL, key.key_size, nums.e)
+              + b2(modulus))
+    return struct.pack(">H", ALG_SHA256) + hashlib.sha256(public).digest()
+
+
+def policy_authorize(key_name: bytes, policy_ref: bytes = b"") -> bytes:
+    """The policy digest after TPM2_PolicyAuthorize by the key of that name: any policy the
+    key signed satisfies it. (PolicyAuthorize starts from the empty policy, whatever ran
+    before it.)"""
+    digest = hashlib.sha256(bytes(32) + struct.pack(">I", CC_POLICY_AUTHORIZE) + key_name).digest()
+    return hashlib.sha256(digest + policy_ref).digest()
 
 
 def pcr_selection(pcrs: list[int], bank: int = ALG_SHA256) -> bytes:

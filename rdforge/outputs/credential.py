@@ -38,9 +38,39 @@ def storage_primary(device: str | None, primary_file: str | None) -> bytes:
         return t.storage_primary()
 
 
-def seal_for_tpm(device: str | None, primary_file: str | None, pcr_spec: str) -> TPM2Seal:
+def pcr_public_key(path: str, pcr_spec: str) -> tuple[bytes, bytes, int]:
+    """(PEM, TPM name, PCR mask) of a PCR signing key's public half, given as a public key
+    or as the private key itself (PEM), with the PCRs its signed policies cover."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"--tpm2-public-key {path}: {e.strerror}") from None
+    try:
+        key = (serialization.load_pem_private_key(data, None).public_key()
+               if b"PRIVATE KEY" in data else serialization.load_pem_public_key(data))
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"--tpm2-public-key {path}: not a PEM key ({e})") from None
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ConfigError(f"--tpm2-public-key {path}: only RSA PCR signing keys are supported")
+    pcrs = parse_pcrs(pcr_spec)
+    if not pcrs or any(v is not None for v in pcrs.values()):
+        raise ConfigError(f"--tpm2-public-key-pcrs {pcr_spec!r}: give PCR numbers (11, 7+11), "
+                          "no values: the signed policies name them")
+    pem = key.public_bytes(serialization.Encoding.PEM,
+                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return pem, tpm2.rsa_key_name(key), sum(1 << i for i in pcrs)
+
+
+def seal_for_tpm(device: str | None, primary_file: str | None, pcr_spec: str,
+                 public_key: str | None = None, public_key_pcrs: str = "11") -> TPM2Seal:
     """A fresh 32-byte secret sealed to the TPM's storage primary, under a policy on the
-    given PCRs (their values as given, else as the TPM has them now)."""
+    given PCRs (their values as given, else as the TPM has them now). With a PCR signing
+    key's public half the policy starts with PolicyAuthorize by that key, as systemd's: the
+    secret then also needs a policy on `public_key_pcrs` that the key signed."""
+    signer = pcr_public_key(public_key, public_key_pcrs) if public_key else None
     pcrs = parse_pcrs(pcr_spec)
     unknown = sorted(i for i, v in pcrs.items() if v is None)
     values: dict[int, bytes] = {i: v for i, v in pcrs.items() if v is not None}
@@ -60,9 +90,11 @@ def seal_for_tpm(device: str | None, primary_file: str | None, pcr_spec: str) ->
         what = f"--tpm2-primary {primary_file}" if primary_file else "the TPM's storage key"
         raise ConfigError(f"{what}: not a usable TPM storage key ({e})") from None
     secret = os.urandom(32)
-    policy = tpm2.policy_pcr(values)
+    start = tpm2.policy_authorize(signer[1]) if signer else bytes(32)
+    policy = tpm2.policy_pcr(values, start=start)
     sealed = tpm2.seal(parent, secret, policy)
-    return TPM2Seal(secret, sealed.blob, policy, sum(1 << i for i in values))
+    return TPM2Seal(secret, sealed.blob, policy, sum(1 << i for i in values),
+                    signer[0] if signer else None, signer[2] if signer else 0)
 
 
 def tpm2_unsealer(device: str | None) -> Callable[[bytes, int], bytes]:

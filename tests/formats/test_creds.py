@@ -117,6 +117,32 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert (tmp_path / "passwd.hashed-password.root.cred").stat().st_mode & 0o077 == 0
 
 
+def test_pcr_signing_key_errors_are_one_line_and_come_before_the_tpm(tmp_path: Path) -> None:
+    """--tpm2-public-key is checked before any TPM is opened (there is none here)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    (tmp_path / "junk.pem").write_text("not a key\n")
+    (tmp_path / "rsa.pem").write_bytes(rsa.generate_private_key(65537, 2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    (tmp_path / "ec.pem").write_bytes(ec.generate_private_key(ec.SECP256R1()).public_key()
+                                      .public_bytes(serialization.Encoding.PEM,
+                                                    serialization.PublicFormat.SubjectPublicKeyInfo))
+    tpm = ["ok", "--value", "x", "--encrypt", "tpm2", "--tpm2-device", "/nonexistent/tpm"]
+    for args, text in (([*tpm, "--tpm2-public-key", "missing.pem"], "missing.pem"),
+                       ([*tpm, "--tpm2-public-key", "junk.pem"], "not a PEM key"),
+                       ([*tpm, "--tpm2-public-key", "ec.pem"], "only RSA"),
+                       ([*tpm, "--tpm2-public-key", "rsa.pem", "--tpm2-public-key-pcrs",
+                         "11:sha256=" + "00" * 32], "no values"),
+                       (["ok", "--value", "x", "--tpm2-public-key", "ec.pem"], "--encrypt tpm2")):
+        r = subprocess.run([sys.executable, "-m", "rdforge.cli", "credential", *args],
+                           capture_output=True, text=True, cwd=tmp_path)
+        assert r.returncode != 0 and text in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "ok.cred").exists()
+
+
 def test_credentials_go_to_the_initrd_in_the_form_their_reader_takes() -> None:
     raw = creds.encrypt("systemd.extra-unit.x.service", b"[Unit]\n")
     # Generators read the binary form only, services base64 only (systemd 257).

@@ -71,3 +71,47 @@ def test_unseals_what_it_sealed_and_refuses_elsewhere(swtpm: tuple[Path, str],
         other.terminate()
         other.wait(timeout=10)
     assert r.returncode == 2 and "not sealed to this TPM" in r.stderr
+
+
+def test_signed_policy_digest_and_header_are_systemd_creds_ones(swtpm: tuple[Path, str],
+                                                                 tmp_path: Path) -> None:
+    """systemd-creds seals to a PCR signing key with the TPM computing the PolicyAuthorize
+    digest (a trial session on the key it loaded); its credential stores that digest. rdforge
+    computes the same digest for the same key, and lays out the same public-key header."""
+    import base64
+    import struct
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from rdforge.formats import creds, tpm2
+    from rdforge.outputs.credential import pcr_public_key
+
+    _, dev = swtpm
+    key = rsa.generate_private_key(65537, 2048)
+    pub = tmp_path / "pcr.pem"
+    pub.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (tmp_path / "in").write_bytes(VALUE)
+    cred = tmp_path / "pk.cred"
+    r = subprocess.run(["systemd-creds", "encrypt", "--with-key=tpm2-with-public-key",
+                        f"--tpm2-device={dev}", f"--tpm2-public-key={pub}",
+                        "--tpm2-public-key-pcrs=11", "--tpm2-pcrs=", "--name=foo",
+                        str(tmp_path / "in"), str(cred)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    raw = base64.b64decode(cred.read_bytes())
+    assert raw[:16] == creds.KEY_TPM2_PK.bytes
+    at = (creds.MAIN.size + 12 + 7) // 8 * 8  # after the 12-byte IV, 8-aligned
+    mask, _bank, _alg, blen, plen = creds.TPM2_HEADER.unpack_from(raw, at)
+    start = at + creds.TPM2_HEADER.size
+    theirs = raw[start + blen:start + blen + plen]
+    pem, name, pk_mask = pcr_public_key(str(pub), "11")
+    assert mask == 0 and theirs == tpm2.policy_authorize(name)
+    pk_at = (start + blen + plen + 7) // 8 * 8
+    their_mask, size = struct.unpack_from("<QI", raw, pk_at)
+    assert (their_mask, pk_mask) == (1 << 11, 1 << 11)
+    der = serialization.PublicFormat.SubjectPublicKeyInfo
+    assert serialization.load_pem_public_key(raw[pk_at + 12:pk_at + 12 + size]).public_bytes(
+        serialization.Encoding.DER, der) == key.public_key().public_bytes(
+        serialization.Encoding.DER, der)
+    assert pem == pub.read_bytes()  # the PEM as systemd-creds stores it
