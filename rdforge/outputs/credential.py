@@ -9,6 +9,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from rdforge.errors import ConfigError
 from rdforge.formats import tpm2
 from rdforge.formats.creds import TPM2Seal
@@ -41,9 +44,6 @@ def storage_primary(device: str | None, primary_file: str | None) -> bytes:
 def pcr_public_key(path: str, pcr_spec: str) -> tuple[bytes, bytes, int]:
     """(PEM, TPM name, PCR mask) of a PCR signing key's public half, given as a public key
     or as the private key itself (PEM), with the PCRs its signed policies cover."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     try:
         data = Path(path).read_bytes()
     except OSError as e:
