@@ -39,7 +39,8 @@ KEY_HOST_TPM2_PK = uuid.UUID("af4950a8-4913-4eb1-a738-46304ff30c05")
 KEY_NAMES = {KEY_NULL: "null", KEY_HOST: "host", KEY_TPM2: "tpm2", KEY_HOST_TPM2: "host+tpm2",
              KEY_TPM2_PK: "tpm2 with a PCR signing key",
              KEY_HOST_TPM2_PK: "host+tpm2 with a PCR signing key"}
-TPM2_KINDS = (KEY_TPM2, KEY_HOST_TPM2, KEY_TPM2_PK, KEY_HOST_TPM2_PK)
+PK_KINDS = (KEY_TPM2_PK, KEY_HOST_TPM2_PK)
+TPM2_KINDS = (KEY_TPM2, KEY_HOST_TPM2, *PK_KINDS)
 HOST_KINDS = (KEY_HOST, KEY_HOST_TPM2, KEY_HOST_TPM2_PK)
 
 MAIN = struct.Struct("<16sIIII")
@@ -135,7 +136,7 @@ def encrypt(name: str, data: bytes, kind: uuid.UUID = KEY_NULL, host_secret: byt
     if kind in TPM2_KINDS:
         if tpm2 is None:
             raise CredentialError(f"credential {name}: sealing to a TPM needs the TPM's key")
-        if (tpm2.public_key is not None) != (kind in (KEY_TPM2_PK, KEY_HOST_TPM2_PK)):
+        if (tpm2.public_key is not None) != (kind in PK_KINDS):
             raise CredentialError(f"credential {name}: a PCR signing key goes with the "
                                   "signed-policy key types, and only with them")
         md = hashlib.sha256()
@@ -193,7 +194,7 @@ def decrypt(blob: bytes, expect_name: str | None = None, host_secret: bytes | No
     if (ksz, tsz) != (KEY_SIZE, TAG_SIZE) or not 0 < ivsz <= 64 or bsz == 0:
         raise CredentialError("corrupt credential header")
     hlen = _align8(MAIN.size + ivsz)
-    if kind in (KEY_TPM2_PK, KEY_HOST_TPM2_PK):
+    if kind in PK_KINDS:
         raise CredentialError(f"this credential is bound to {KEY_NAMES[kind]}: systemd "
                               "decrypts it on the machine that holds the TPM, with the "
                               "signature of the booted UKI's PCR 11 policy")
