@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build and boot benchmark: prints a table of wall time, peak RSS, image size and boot time.
 
-    python3 bench/build.py [--rounds 3] [--boot] [--chroot DIR [--make-chroot]]
+    python3 bench/build.py [--rounds 3] [--boot] [--chroot DIR [--make-chroot]] [--baseline IMG]
 
 rdforge cold (empty cache) and warm builds are always measured. With --chroot DIR (a trixie
 tree with initramfs-tools and dracut installed, e.g. made by
@@ -12,6 +12,8 @@ trixie-security, so the kernel is the one rdforge picks). With
 --boot every image is booted (interleaved rounds, medians) on the same kernel and test root,
 with the same kernel command line (the tests' one, plus --append: `--append quiet` is Debian's
 default). Machines here are noisy: compare the ratios, not numbers from another day.
+--baseline IMG (repeatable) boots another initrd in the same rounds, e.g. the image of an
+earlier commit, to measure what a change costs at boot.
 
 The peers get what an installed system gives them. mkinitramfs puts fsck into the image only
 for a root file system type it can tell, from /etc/fstab or FSTYPE=; a chroot's fstab names no
@@ -77,6 +79,8 @@ def main() -> int:
     ap.add_argument("--chroot", type=Path)
     ap.add_argument("--make-chroot", action="store_true")
     ap.add_argument("--append", default="", help="more kernel command line for every boot")
+    ap.add_argument("--baseline", type=Path, action="append", default=[],
+                    help="another initrd (an earlier rdforge's, say) booted in the same rounds")
     ns = ap.parse_args()
     if ns.make_chroot:
         make_chroot(ns.chroot)
@@ -133,6 +137,8 @@ def main() -> int:
     for name, wall, rss, size in rows:
         print(f"{name:32} {wall:8.2f} {rss:9.0f} {size / 1e6:8.2f} {wall / base:20.2f}")
 
+    for i, extra in enumerate(ns.baseline):
+        images[f"baseline {i + 1}: {extra.name}"[:32]] = extra
     if ns.boot:
         from rdforge.vm.boot import BootOptions, boot, default_root, find_kernel
 

@@ -13,7 +13,7 @@ from rdforge.errors import ConfigError
 
 DEFAULT_PACKAGES: tuple[str, ...] = (
     "base-files", "systemd", "udev", "kmod", "bash", "util-linux", "mount", "e2fsprogs",
-    "dmsetup", "systemd-cryptsetup", "libcryptsetup12",
+    "dmsetup", "systemd-cryptsetup", "libcryptsetup12", "lvm2", "mdadm",
 )
 
 
@@ -35,8 +35,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Signed-By, else debian-archive-keyring"),
     Setting("packages", list, list(DEFAULT_PACKAGES), "the base package set", cli=False),
     Setting("add_packages", list, [], "packages to add to the base set"),
-    Setting("remove_packages", list, ["tpm-udev"], "packages never to install; dependencies on "
-            "them count as satisfied (tpm-udev only sets /dev/tpm* groups and pulls in adduser)"),
+    Setting("remove_packages", list, ["tpm-udev", "debconf"], "packages never to install; "
+            "dependencies on them count as satisfied (tpm-udev only sets /dev/tpm* groups and "
+            "pulls in adduser; debconf serves only maintainer scripts)"),
     Setting("prefer", list, ["mawk"], "providers to prefer for virtual packages", cli=False),
     Setting("dlopen_features", list, ["cryptsetup", "tpm"],
             "systemd dlopen() features (\"suggested\" ones) to include"),
@@ -74,7 +75,7 @@ class Config:
     keyring: str = ""
     packages: list[str] = field(default_factory=lambda: list(DEFAULT_PACKAGES))
     add_packages: list[str] = field(default_factory=list)
-    remove_packages: list[str] = field(default_factory=lambda: ["tpm-udev"])
+    remove_packages: list[str] = field(default_factory=lambda: ["tpm-udev", "debconf"])
     prefer: list[str] = field(default_factory=lambda: ["mawk"])
     dlopen_features: list[str] = field(default_factory=lambda: ["cryptsetup", "tpm"])
     kernel_version: str = ""

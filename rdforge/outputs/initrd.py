@@ -25,7 +25,7 @@ from rdforge.sources.plan import (
     package_for_soname,
     resolve_set,
 )
-from rdforge.tree import check, fixups, kmods
+from rdforge.tree import check, fixups, kmods, storage
 from rdforge.tree.model import FILE, Entry, Tree
 from rdforge.tree.prune import DEFAULT_PRUNE, Pruner, gc_libraries
 from rdforge.tree.unpack import new_tree, unpack_deb
@@ -261,6 +261,7 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     not_started = fixups.boot_path(b.tree)
     fixups.fs_module_rule(b.tree)
     dropins = fixups.boot_order(b.tree)
+    storage_done = storage.storage_stacks(b.tree)
     missing_fw = b.firmware(mods, firmware_pkgs)
     pkgs = sorted(b.unpacked.values(), key=lambda x: x.name)
     keep = dlopen_wants(b.tree, cfg.dlopen_features) | KEEP_SONAMES
@@ -299,6 +300,7 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
         "dangling_symlinks_dropped": dangling,
         "units_not_started": not_started,
         "units_with_rdforge_dropins": dropins,
+        "storage": storage_done,
         "static_device_nodes": static_nodes,
         "check_warnings": rep.warnings,
     }

@@ -32,7 +32,7 @@ DEFAULT_PRUNE: tuple[str, ...] = (
     "usr/lib/systemd/user-generators/*", "usr/lib/systemd/systemd-update-utmp",
     "usr/lib/systemd/systemd-user-sessions", "usr/lib/systemd/systemd-socket-proxyd",
     "usr/lib/systemd/systemd-storagetm", "usr/bin/systemd-cgls", "usr/bin/systemd-cgtop",
-    "usr/bin/systemd-run", "usr/bin/busctl", "usr/bin/systemd-inhibit", "usr/bin/systemd-id128",
+    "usr/bin/busctl", "usr/bin/systemd-inhibit", "usr/bin/systemd-id128",
     "usr/sbin/debugfs", "usr/sbin/mke2fs", "usr/sbin/mkfs.*", "usr/sbin/e2image",
     "usr/sbin/e4defrag", "usr/sbin/e4crypt", "usr/sbin/resize2fs", "usr/sbin/tune2fs",
     "usr/sbin/e2label", "usr/sbin/e2undo", "usr/sbin/mklost+found", "usr/sbin/badblocks",
@@ -60,6 +60,30 @@ DEFAULT_PRUNE: tuple[str, ...] = (
     # default anyway) and a larger PID space. The root's systemd-sysctl applies them; in the
     # initrd they only cost a program start (which then skips: nothing left to apply).
     "usr/lib/sysctl.d/10-coredump-debian.conf", "usr/lib/sysctl.d/50-pid-max.conf",
+    # lvm2 and mdadm: what serves the running system, not activation. dmeventd and its
+    # plugins monitor (the root system's job; liblvm2cmd goes with them), lvmpolld polls
+    # long operations, the rest are admin scripts. mdmon serves external-metadata
+    # containers (IMSM, DDF), whose udev rules also need coreutils: not in the image.
+    "usr/sbin/dmeventd", "usr/lib/*/device-mapper/*", "usr/lib/*/libdevmapper-event-lvm2*",
+    "usr/sbin/lvmpolld", "usr/sbin/lvmdump", "usr/sbin/fsadm", "usr/sbin/blkdeactivate",
+    "usr/sbin/lvm_import_vdo", "usr/sbin/lvmdbusd", "etc/lvm/profile/*", "usr/sbin/mdmon",
+    "usr/share/mdadm/*", "usr/share/initramfs-tools/*", "usr/share/apport/*", "etc/logcheck/*",
+    "usr/lib/systemd/system-shutdown/mdadm.shutdown",
+    # Tools of a running system's administration that nothing before switch-root runs, nor
+    # an emergency shell needs to bring a root up (lsblk, blkid, findmnt, dmesg, losetup,
+    # wipefs, blockdev, mount, lvm, mdadm, dmsetup and systemd's own tools stay).
+    *(f"usr/bin/{b}" for b in (
+        "choom", "chrt", "taskset", "uclampset", "ionice", "hardlink", "lsmem", "wdctl", "ipcs",
+        "ipcrm", "ipcmk", "lslocks", "lsipc", "lsns", "nsenter", "unshare", "setpriv", "more",
+        "rev", "namei", "whereis", "mcookie", "prlimit", "fallocate", "rename.ul", "setarch",
+        "i386", "linux32", "linux64", "x86_64", "chattr", "lsattr", "clear_console", "bashbug",
+        "savelog", "tempfile", "ischroot", "systemd-analyze", "kernel-install",
+        "systemd-firstboot", "systemd-cryptenroll", "hostnamectl", "systemd-machine-id-setup",
+        "systemd-delta", "systemd-path", "systemd-socket-activate", "systemd-stdio-bridge",
+        "systemd-hwdb", "systemd-ac-power")),
+    *(f"usr/sbin/{b}" for b in (
+        "rtcwake", "chmem", "runuser", "fstrim", "blkzone", "blkdiscard", "agetty", "ldattach",
+        "readprofile", "ctrlaltdel", "fsfreeze", "chcpu", "pivot_root", "swapoff", "swapon")),
 )
 
 

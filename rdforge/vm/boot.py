@@ -60,6 +60,11 @@ class BootOptions:
     kernel: Path | None = None
     kernel_version: str = ""
     root_image: Path | None = None
+    # More disks after the root (virtio, serial numbers disk1, disk2, ...): RAID members,
+    # physical volumes. Writes go to a temporary overlay unless disks_writable.
+    disks: tuple[Path, ...] = ()
+    disk_serials: tuple[str, ...] = ()  # serial numbers for those disks instead
+    disks_writable: bool = False
     root_from_packages: bool = False
     root_fs: str = "ext4"
     disk_bus: str = "virtio"
@@ -209,6 +214,11 @@ def qemu_command(opts: BootOptions, boot_args: list[str], root: Path | None, acc
     cmd += ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg,thread=multi"]
     if root is not None:
         cmd += disk_args(root, opts.disk_bus)
+    for i, extra in enumerate(opts.disks, 1):
+        snap = "" if opts.disks_writable else ",snapshot=on"
+        serial = opts.disk_serials[i - 1] if i <= len(opts.disk_serials) else f"disk{i}"
+        cmd += ["-drive", f"file={extra},format=raw,if=none,id=disk{i}{snap}",
+                "-device", f"virtio-blk-pci,drive=disk{i},serial={serial}"]
     if opts.forwards:
         fwd = "".join(f",hostfwd=tcp:127.0.0.1:{h}-:{g}" for h, g in opts.forwards)
         cmd += ["-nic", f"user,model=virtio-net-pci{fwd}"]

@@ -37,3 +37,20 @@ def test_lz4_blocks_of_8_mib_in_the_legacy_frame() -> None:
     assert blob[:4] == compress.LZ4_LEGACY_MAGIC
     out = subprocess.run(["lz4", "-dc"], input=blob, capture_output=True, check=True).stdout
     assert out == big and compress.decompress(blob) == big
+
+
+def test_zstd_bytes_do_not_depend_on_the_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """zstd compresses with every core, and a build on a machine with more cores must still
+    give the same image: the output may not depend on the number of threads."""
+    import random
+
+    rnd = random.Random(7)
+    # Several MiB of mixed content, so that zstd splits it into more than one job.
+    big = b"".join(DATA[rnd.randrange(0, 10000):][:rnd.randrange(100, 60000)]
+                   + rnd.randbytes(rnd.randrange(0, 2000)) for _ in range(600))
+    out = {}
+    for n in (1, 2, 3):
+        monkeypatch.setattr(compress, "zstd_threads", lambda n=n: n)
+        out[n] = compress.compress_stream(big, "zstd")
+    assert out[1] == out[2] == out[3]
+    assert compress.decompress(out[1]) == big

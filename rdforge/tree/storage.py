@@ -1,0 +1,108 @@
+"""Storage stacks in the initrd: LVM and md RAID come up the way trixie's full system brings
+them up, from their own packages' udev rules (event-driven: a device is looked at when its
+event says it is a PV or a RAID member, and nothing scans on a boot that has neither).
+
+What the initrd changes around them, all declarative:
+- lvm.conf: no monitoring (dmeventd is not in the image; the root system's lvm2-monitor
+  takes over), no lvmpolld, no metadata backups into the initrd's RAM.
+- mdadm.conf: every array found is assembled as local (the generic image cannot know the
+  host name the array was made on; a foreign array would get no degraded start).
+- A degraded array still starts: mdadm's own last-resort timer (30 s after the first member
+  showed up) runs `mdadm --run`; a drop-in then says on the console which array runs
+  degraded, and which members it has and lacks.
+- The monitors of the running system (mdmonitor, lvm2-monitor, dm-event, lvmpolld) are
+  masked: they belong to the root system, which starts its own."""
+
+from __future__ import annotations
+
+from rdforge.tree.model import FILE, Tree
+
+UNITDIR = "usr/lib/systemd/system"
+
+LVM_CONF = """\
+# rdforge: lvm2's compiled-in defaults apply, except where the initrd differs from the
+# running system. Debian's lvm.conf sets nothing (it is all comments).
+activation {
+    # dmeventd is not in the initrd: the root system's lvm2-monitor.service monitors.
+    monitoring = 0
+}
+global {
+    use_lvmpolld = 0
+}
+backup {
+    # Activation writes no metadata; a backup would only land in the initrd's RAM.
+    backup = 0
+    archive = 0
+}
+"""
+
+MDADM_CONF = """\
+# rdforge: a generic initrd cannot know the host name an array was created on, so every
+# array is taken as local: assembled incrementally by mdadm's udev rules and, when a member
+# stays missing, started degraded by mdadm-last-resort@.timer.
+HOMEHOST <ignore>
+"""
+
+MD_REPORT = "usr/lib/rdforge/md-degraded-report"
+# bash builtins and mdadm only (the image has no sed, awk or grep to rely on).
+MD_REPORT_SCRIPT = """#!/bin/bash
+# rdforge: report on the console an md array that mdadm-last-resort started degraded.
+md=$1
+sysfs=/sys/block/$md/md
+[[ -r $sysfs/degraded ]] || exit 0
+read -r degraded < "$sysfs/degraded"
+[[ $degraded != 0 ]] || exit 0
+read -r total < "$sysfs/raid_disks"
+read -r level < "$sysfs/level"
+declare -A info=()
+while IFS='=' read -r k v; do info[$k]=$v; done < <(mdadm --detail --export "/dev/$md" 2>/dev/null)
+present=() used=()
+for d in "$sysfs"/dev-*; do
+    [[ -e $d/slot ]] || continue
+    read -r slot < "$d/slot"
+    [[ $slot == none ]] && continue
+    present+=("/dev/${d##*/dev-} (slot $slot)")
+    used[$slot]=1
+done
+missing=()
+for ((i = 0; i < total; i++)); do [[ -n ${used[$i]:-} ]] || missing+=("slot $i"); done
+msg="rdforge: md RAID $md (${level}, name ${info[MD_NAME]:-?}, uuid ${info[MD_UUID]:-?})"
+msg+=" started DEGRADED after waiting for its members: $((total - degraded)) of $total"
+msg+=" devices; present: ${present[*]:-none}; missing: ${missing[*]:-none}"
+echo "<2>$msg" > /dev/kmsg
+"""
+MD_REPORT_DROPIN = f"""\
+[Service]
+# rdforge: say which array runs degraded and what it lacks (on the console and in the log).
+ExecStartPost=-/{MD_REPORT} %i
+"""
+
+MASKED = ("mdmonitor.service", "mdmonitor-oneshot.service", "mdmonitor-oneshot.timer",
+          "mdcheck_start.timer", "mdcheck_continue.timer", "lvm2-monitor.service",
+          "lvm2-lvmpolld.socket", "lvm2-lvmpolld.service", "dm-event.socket", "dm-event.service")
+
+
+def storage_stacks(tree: Tree) -> list[str]:
+    """Configure LVM and md RAID where their packages are in the tree; returns what was done,
+    for the manifest."""
+    done: list[str] = []
+    if tree.get("usr/sbin/lvm") is not None:
+        tree.remove("etc/lvm/lvm.conf")
+        tree.add_file("etc/lvm/lvm.conf", LVM_CONF.encode())
+        done.append("lvm2: event-driven activation by 69-lvm.rules (lvm.conf: no monitoring)")
+        if tree.get("usr/bin/systemd-run") is None:
+            done.append("lvm2: systemd-run is missing, 69-lvm.rules cannot activate volume groups")
+    if tree.get("usr/sbin/mdadm") is not None:
+        if tree.get("etc/mdadm/mdadm.conf") is None:
+            tree.add_file("etc/mdadm/mdadm.conf", MDADM_CONF.encode())
+        tree.add_file(MD_REPORT, MD_REPORT_SCRIPT.encode(), 0o755)
+        tree.add_file(f"{UNITDIR}/mdadm-last-resort@.service.d/10-rdforge.conf",
+                      MD_REPORT_DROPIN.encode())
+        done.append("mdadm: incremental assembly by 64-md-raid-assembly.rules, degraded start "
+                    "after 30 s (mdadm-last-resort@.timer), reported on the console")
+    for unit in MASKED:
+        e = tree.get(f"{UNITDIR}/{unit}")
+        if e is not None and e.kind == FILE:
+            tree.add_symlink(f"etc/systemd/system/{unit}", "/dev/null")
+            done.append(f"{unit} (masked: the root system's)")
+    return done
