@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -234,6 +236,8 @@ def _pe_output_args(p: argparse.ArgumentParser, default_output: str) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rdforge", description=__doc__)
     p.add_argument("--version", action="version", version=f"rdforge {__version__}")
+    p.add_argument("--debug", action="store_true",
+                   help="print a traceback for an internal error (also: RDFORGE_DEBUG=1)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     b = sub.add_parser("build", help="build an initrd from the distribution's packages")
@@ -371,22 +375,47 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+# Exit codes: argparse's 2 for usage errors; 1 for work that failed (one line on stderr);
+# 130 for an interrupt; 141 when the reader of our output went away (`inspect | head`).
+FAILED, INTERRUPTED, BROKEN_PIPE = 1, 130, 141
+
+
 def main(argv: list[str] | None = None) -> int:
     ns = parser().parse_args(argv)
+    debug = bool(getattr(ns, "debug", False) or os.environ.get("RDFORGE_DEBUG"))
     try:
         rc: int = ns.func(ns)
         return rc
     except RdforgeError as e:
         print(f"rdforge: error: {e}", file=sys.stderr)
-        return 2
+        return FAILED
     except KeyboardInterrupt:
         print("rdforge: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
+    except BrokenPipeError:
+        # Nothing more can be written there; keep the interpreter's exit from trying.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return BROKEN_PIPE
     except OSError as e:
-        if e.errno == 28:
+        if debug:
+            raise
+        if e.errno == errno.ENOSPC:
             print(f"rdforge: error: no space left on device ({e.filename or ''})", file=sys.stderr)
-            return 2
-        raise
+        else:
+            where = f"{e.filename}: " if e.filename else ""
+            print(f"rdforge: error: {where}{e.strerror or e}", file=sys.stderr)
+        return FAILED
+    except MemoryError:
+        print("rdforge: error: out of memory", file=sys.stderr)
+        return FAILED
+    except Exception as e:  # a bug: say so in one line; the traceback on request
+        if debug:
+            raise
+        print(f"rdforge: internal error: {type(e).__name__}: {e} (this is a bug in rdforge; "
+              "please report it with the traceback that --debug or RDFORGE_DEBUG=1 prints)",
+              file=sys.stderr)
+        return FAILED
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("deb_dir", str, "", "a local directory of .deb files to use as the package source"),
     Setting("source_date_epoch", int, -1, "timestamp for every file (default: newest package)"),
     Setting("hwdb", bool, False, "keep the udev hardware database"),
+    Setting("max_file_size", int, 256, "largest file a package may put into the image, MiB"),
+    Setting("max_unpacked_size", int, 1024, "largest unpacked image (the kernel unpacks it into "
+            "RAM), MiB"),
 )
 
 
@@ -98,6 +102,8 @@ class Config:
     deb_dir: str = ""
     source_date_epoch: int = -1
     hwdb: bool = False
+    max_file_size: int = 256
+    max_unpacked_size: int = 1024
 
     @property
     def package_set(self) -> list[str]:
@@ -141,12 +147,20 @@ def load(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
     cfg = Config()
     if path is not None:
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(path.read_bytes().decode("utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such configuration file") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a directory, not a configuration file") from None
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: malformed TOML ({e})") from None
         table = data.get("build", data)
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [build] must be a table of settings")
         for k, v in table.items():
             s = _BY_KEY.get(k)
             if s is None:
@@ -160,11 +174,41 @@ def load(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
     return cfg
 
 
+# The newc cpio header stores a file's time in 8 hex digits: seconds since 1970 up to 2^32-1
+# (the year 2106). A later time cannot be written into an initrd.
+EPOCH_MAX = 2**32 - 1
+LEVELS = {"zstd": (1, 22), "xz": (0, 9), "gzip": (1, 9), "lz4": (1, 12)}
+PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+
+
+def check_epoch(value: int, where: str) -> int:
+    if not 0 <= value <= EPOCH_MAX:
+        raise ConfigError(f"{where} {value} is out of range: an initrd's cpio stores times as "
+                          f"32-bit seconds since 1970 (0 to {EPOCH_MAX})")
+    return value
+
+
 def validate(cfg: Config) -> None:
     from rdforge.formats.compress import ALGORITHMS
 
     if cfg.compression not in ALGORITHMS:
         raise ConfigError(f"compression {cfg.compression!r} is not one of {', '.join(ALGORITHMS)}")
+    if cfg.compression_level != -1:
+        lo, hi = LEVELS.get(cfg.compression, (0, 0))
+        if cfg.compression not in LEVELS:
+            raise ConfigError(f"compression {cfg.compression!r} takes no compression level")
+        if not lo <= cfg.compression_level <= hi:
+            raise ConfigError(f"compression level {cfg.compression_level} is out of range for "
+                              f"{cfg.compression} ({lo} to {hi}, or -1 for the default)")
+    for key in ("max_file_size", "max_unpacked_size"):
+        if not 1 <= getattr(cfg, key) <= 1 << 20:
+            raise ConfigError(f"{key} {getattr(cfg, key)} is out of range (1 to {1 << 20} MiB)")
+    if cfg.source_date_epoch != -1:
+        check_epoch(cfg.source_date_epoch, "source_date_epoch")
+    for key in ("packages", "add_packages", "remove_packages", "firmware_packages"):
+        for name in getattr(cfg, key):
+            if not PACKAGE_NAME.fullmatch(name):
+                raise ConfigError(f"{key}: {name!r} is not a package name")
     if cfg.modules not in ("generic", "host-only", "none"):
         raise ConfigError(f"modules profile {cfg.modules!r} is not generic, host-only or none")
 

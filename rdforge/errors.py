@@ -51,3 +51,7 @@ class KeyMaterialError(RdforgeError):
 
 class SysextError(RdforgeError):
     """A system extension cannot be built from what was asked."""
+
+
+class ContentError(RdforgeError):
+    """A package's content breaks the content policy (too large a file or image)."""

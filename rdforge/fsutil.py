@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -17,19 +19,80 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 def write_atomic_with(path: Path, write: Callable[[BinaryIO], object], mode: int = 0o644) -> None:
     """write_atomic for content that write(file) produces piece by piece."""
+    tmp = stage_with(path, write, mode)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        discard(tmp)
+        raise
+
+
+def stage_with(path: Path, write: Callable[[BinaryIO], object], mode: int = 0o644) -> str:
+    """Write content under a temporary name beside path and return that name; the caller
+    renames it into place (os.replace) or discards it. While it is written, the file is
+    locked: a temporary file nobody holds a lock on was left by a killed writer, and
+    sweep_temporaries removes it."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_temporaries(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        discard(tmp)
         raise
+    return tmp
+
+
+def stage(path: Path, data: bytes, mode: int = 0o644) -> str:
+    return stage_with(path, lambda f: f.write(data), mode)
+
+
+def discard(tmp: str) -> None:
+    if os.path.exists(tmp):
+        os.unlink(tmp)
+
+
+# A temporary file this young may be one whose writer has not taken its lock yet.
+SWEEP_MIN_AGE = 10.0
+
+
+def sweep_temporaries(path: Path) -> list[str]:
+    """Remove the temporary files a killed writer of path left beside it (no one holds
+    their lock); returns their names."""
+    gone: list[str] = []
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return gone
+    prefix = f".{path.name}.tmp-"
+    now = time.time()
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        full = os.path.join(path.parent, name)
+        try:
+            if now - os.lstat(full).st_mtime < SWEEP_MIN_AGE:
+                continue
+            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a writer is at work on it
+        finally:
+            os.close(fd)
+        try:
+            os.unlink(full)
+            gone.append(name)
+        except OSError:
+            pass
+    return gone
 
 
 def read_local_file(path: Path, what: str) -> tuple[bytes, int]:
@@ -41,3 +104,45 @@ def read_local_file(path: Path, what: str) -> tuple[bytes, int]:
         return path.read_bytes(), path.stat().st_mode & 0o777
     except OSError as e:
         raise RdforgeError(f"{what} {path}: {e.strerror}") from None
+
+
+def hold_lock(directory: Path) -> int:
+    """Lock a work directory for as long as the returned descriptor stays open: a directory
+    whose lock nobody holds was left by a killed process (sweep_work_dirs)."""
+    fd = os.open(directory / ".in-use", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def sweep_work_dirs(parent: Path, prefix: str) -> list[str]:
+    """Remove work directories under parent named prefix* that no live process holds."""
+    import shutil
+
+    gone: list[str] = []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return gone
+    now = time.time()
+    for name in names:
+        d = parent / name
+        if not name.startswith(prefix) or not d.is_dir() or d.is_symlink():
+            continue
+        lock = d / ".in-use"
+        try:
+            if not lock.exists():
+                if now - d.stat().st_mtime < SWEEP_MIN_AGE:
+                    continue  # just made: its lock may not be taken yet
+            else:
+                fd = os.open(lock, os.O_RDONLY)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue
+                finally:
+                    os.close(fd)
+        except OSError:
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        gone.append(name)
+    return gone

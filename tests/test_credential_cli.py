@@ -44,6 +44,6 @@ def test_bad_tpm_input_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     ]
     for args, msg in cases:
         r = _cli("credential", "x", "--value", "v", *args, "-o", str(out))
-        assert r.returncode == 2 and msg in r.stderr, (args, r.stderr)
+        assert r.returncode == 1 and msg in r.stderr, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1
         assert not out.exists()

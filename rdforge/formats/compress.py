@@ -7,6 +7,9 @@ import io
 import lzma
 import os
 import struct
+import zlib
+from collections.abc import Callable
+from typing import Any
 
 from rdforge.errors import ConfigError, FormatError
 
@@ -144,32 +147,84 @@ def detect(head: bytes) -> str:
     return "unknown"
 
 
-def decompress(data: bytes) -> bytes:
+# Output past this is refused: more than any initrd the kernel would unpack (max_unpacked_size
+# defaults to 1 GiB), and a small input claiming more is a decompression bomb.
+DECOMPRESS_LIMIT = 1 << 30
+CHUNK = 1 << 20
+
+
+def decompress(data: bytes, limit: int = DECOMPRESS_LIMIT) -> bytes:
+    """Decompress a whole stream (concatenated frames, streams or members included), refusing
+    damaged data and output beyond limit with a FormatError that says which."""
     algo = detect(data)
-    if algo == "zstd":
-        import zstandard
-
-        out = io.BytesIO()
-        zstandard.ZstdDecompressor().copy_stream(io.BytesIO(data), out)
-        return out.getvalue()
-    if algo == "xz":
-        return lzma.decompress(data)
-    if algo == "gzip":
-        return gzip.decompress(data)
-    if algo == "lz4":
-        import lz4.block
-
-        buf = bytearray()
-        pos = 4
-        while pos + 4 <= len(data):
-            (size,) = struct.unpack_from("<I", data, pos)
-            if data[pos:pos + 4] == LZ4_LEGACY_MAGIC:  # a concatenated stream
-                pos += 4
-                continue
-            pos += 4
-            buf += lz4.block.decompress(data[pos:pos + size], uncompressed_size=LZ4_LEGACY_BLOCK)
-            pos += size
-        return bytes(buf)
     if algo == "none":
         return data
-    raise FormatError(f"unknown compression (magic {data[:6].hex()})")
+    if algo not in ALGORITHMS:
+        raise FormatError(f"unknown compression (magic {data[:6].hex()})")
+    out = bytearray()
+
+    def take(piece: bytes) -> None:
+        out.extend(piece)
+        if len(out) > limit:
+            raise FormatError(f"{algo} data decompresses to more than {limit >> 20} MiB: refused "
+                              "(a damaged image, or a decompression bomb)")
+
+    try:
+        if algo == "zstd":
+            import zstandard
+
+            reader = zstandard.ZstdDecompressor(max_window_size=1 << 27).stream_reader(
+                io.BytesIO(data), read_across_frames=True)
+            while piece := reader.read(CHUNK):
+                take(piece)
+        elif algo in ("xz", "gzip"):
+            rest = data
+            while rest:  # concatenated xz streams or gzip members
+                dec: Any = (lzma.LZMADecompressor() if algo == "xz"
+                            else zlib.decompressobj(wbits=31))
+                buf = rest
+                while True:
+                    piece = dec.decompress(buf, CHUNK)
+                    take(piece)
+                    if dec.eof:
+                        break
+                    if algo == "xz":
+                        stuck, buf = dec.needs_input, b""
+                    else:
+                        buf = dec.unconsumed_tail
+                        stuck = not buf and not piece
+                    if stuck:
+                        raise FormatError(f"{algo} data ends before its stream does")
+                rest = dec.unused_data
+                if algo == "xz":
+                    rest = rest.lstrip(b"\0")  # stream padding
+        else:
+            _lz4_decompress(data, take)
+    except FormatError:
+        raise
+    except (EOFError, ValueError, RuntimeError, lzma.LZMAError, zlib.error, struct.error) as e:
+        raise FormatError(f"damaged {algo} data ({e})") from None
+    except Exception as e:  # the compression libraries' own error types
+        import lz4.block
+        import zstandard
+
+        if isinstance(e, (zstandard.ZstdError, lz4.block.LZ4BlockError)):
+            raise FormatError(f"damaged {algo} data ({e})") from None
+        raise
+    return bytes(out)
+
+
+def _lz4_decompress(data: bytes, take: Callable[[bytes], None]) -> None:
+    import lz4.block
+
+    pos = 4
+    while pos + 4 <= len(data):
+        if data[pos:pos + 4] == LZ4_LEGACY_MAGIC:  # a concatenated stream
+            pos += 4
+            continue
+        (size,) = struct.unpack_from("<I", data, pos)
+        pos += 4
+        if size > len(data) - pos:
+            raise FormatError("damaged lz4 data (a block runs past the end)")
+        take(lz4.block.decompress(data[pos:pos + size], uncompressed_size=LZ4_LEGACY_BLOCK))
+        pos += size

@@ -33,6 +33,9 @@ def _pad(n: int) -> bytes:
 def _header(ino: int, mode: int, uid: int, gid: int, nlink: int, mtime: int, size: int,
             rdev: tuple[int, int], namesize: int) -> bytes:
     fields = (ino, mode, uid, gid, nlink, mtime, size, 0, 0, rdev[0], rdev[1], namesize, 0)
+    if not all(0 <= f <= 0xFFFFFFFF for f in fields):
+        raise FormatError("a newc cpio field holds 8 hex digits (0 to 2^32-1): "
+                          f"mtime {mtime}, size {size}, uid {uid}, gid {gid} cannot all be written")
     return MAGIC + b"".join(b"%08X" % f for f in fields)
 
 

@@ -225,6 +225,9 @@ def decrypt(blob: bytes, expect_name: str | None = None, host_secret: bytes | No
     if len(raw) < hlen + _align8(META.size) + tsz:
         raise CredentialError("credential truncated")
     iv = raw[MAIN.size:MAIN.size + ivsz]
+    if not 8 <= len(iv) <= 128:
+        raise CredentialError(f"credential header names an IV of {len(iv)} bytes (AES-GCM takes "
+                              "8 to 128)")
     try:
         plain = AESGCM(key).decrypt(iv, raw[hlen:], raw[:hlen])
     except InvalidTag:

@@ -45,6 +45,20 @@ def ar_members(f: BinaryIO, what: str) -> list[ArMember]:
     return out
 
 
+def _corrupt_errors() -> tuple[type[BaseException], ...]:
+    import lzma
+    import zlib
+
+    import zstandard
+
+    return (tarfile.TarError, EOFError, OSError, ValueError, lzma.LZMAError, zlib.error,
+            zstandard.ZstdError)
+
+
+# What a damaged archive member raises while it is read (gzip's BadGzipFile is an OSError).
+CORRUPT = _corrupt_errors()
+
+
 def _decompressor(name: str, raw: BinaryIO) -> IO[bytes]:
     if name.endswith(".zst"):
         import zstandard
@@ -110,26 +124,34 @@ class DebFile:
         raise FormatError(f"{self.path}: no {prefix}* member")
 
     def control(self) -> dict[str, str]:
-        from rdforge.sources.deb822 import parse_stanzas
+        from rdforge.formats.deb822 import parse_stanzas
 
-        with self._tar("control.tar") as tar:
-            for ti in tar:
-                if ti.name.lstrip("./") == "control" and ti.isfile():
-                    fobj = tar.extractfile(ti)
-                    assert fobj is not None
-                    return next(parse_stanzas(fobj.read().decode("utf-8", "replace")), {})
+        try:
+            with self._tar("control.tar") as tar:
+                for ti in tar:
+                    if ti.name.lstrip("./") == "control" and ti.isfile():
+                        fobj = tar.extractfile(ti)
+                        assert fobj is not None
+                        return next(parse_stanzas(fobj.read().decode("utf-8", "replace")), {})
+        except CORRUPT as e:
+            raise FormatError(f"{self.path}: corrupt control.tar ({e})") from None
         raise FormatError(f"{self.path}: control.tar has no control file")
 
-    def data(self) -> Iterator[tuple[tarfile.TarInfo, bytes | None]]:
-        """(member, content) for every entry of data.tar; content only for regular files."""
+    def data(self, max_file: int | None = None) -> Iterator[tuple[tarfile.TarInfo, bytes | None]]:
+        """(member, content) for every entry of data.tar; content only for regular files.
+        A file larger than max_file is refused before it is read."""
         try:
             with self._tar("data.tar") as tar:
                 for ti in tar:
                     content = None
+                    if ti.isreg() and max_file is not None and ti.size > max_file:
+                        raise FormatError(f"{self.path}: /{ti.name.lstrip('./')} is "
+                                          f"{ti.size >> 20} MiB, over the limit of "
+                                          f"{max_file >> 20} MiB for one file (max_file_size)")
                     if ti.isreg():
                         fobj = tar.extractfile(ti)
                         assert fobj is not None
                         content = fobj.read()
                     yield ti, content
-        except (tarfile.TarError, EOFError, OSError) as e:
+        except CORRUPT as e:
             raise FormatError(f"{self.path}: corrupt data.tar ({e})") from None

@@ -6,6 +6,8 @@ import json
 import struct
 from dataclasses import dataclass, field
 
+from rdforge.errors import FormatError
+
 ELF_MAGIC = b"\x7fELF"
 DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH = 1, 14, 15, 29
 SHT_NOTE, SHT_DYNAMIC = 7, 6
@@ -48,14 +50,30 @@ def _sections(data: bytes) -> list[tuple[str, int, int, int, int]]:
 
 
 def section(data: bytes, wanted: str) -> bytes | None:
-    for name, _typ, off, size, _link in _sections(data):
+    try:
+        secs = _sections(data)
+    except MALFORMED as e:
+        raise FormatError(f"malformed ELF file ({type(e).__name__}: {str(e)[:80]})") from None
+    for name, _typ, off, size, _link in secs:
         if name == wanted:
             return data[off:off + size]
     return None
 
 
+# What a malformed header or table raises on the way (an offset past the end, a count that
+# does not fit): the readers below turn it into a FormatError.
+MALFORMED = (struct.error, OverflowError, IndexError, ValueError, MemoryError)
+
+
 def read_elf(data: bytes) -> ElfInfo:
     """Dynamic section entries, PT_INTERP and systemd's .note.dlopen of an ELF64 LE file."""
+    try:
+        return _read_elf(data)
+    except MALFORMED as e:
+        raise FormatError(f"malformed ELF file ({type(e).__name__}: {str(e)[:80]})") from None
+
+
+def _read_elf(data: bytes) -> ElfInfo:
     info = ElfInfo()
     secs = _sections(data)
     for name, typ, off, size, link in secs:
@@ -77,7 +95,7 @@ def read_elf(data: bytes) -> ElfInfo:
                 elif tag in (DT_RUNPATH, DT_RPATH):
                     info.runpath += s(val).split(":")
         elif name == ".interp":
-            info.interp = data[off:off + size].rstrip(b"\0").decode()
+            info.interp = data[off:off + size].rstrip(b"\0").decode("utf-8", "replace")
         elif typ == SHT_NOTE and name == ".note.dlopen":
             info.dlopen += _dlopen_notes(data[off:off + size])
     return info

@@ -35,6 +35,10 @@ OPT_DATA_DIRECTORIES = 112
 SECURITY_DIRECTORY = 4
 
 
+# What a malformed header raises on the way (offsets past the end, counts that do not fit).
+MALFORMED = (struct.error, OverflowError, IndexError, ValueError, MemoryError)
+
+
 def _up(n: int, a: int) -> int:
     return (n + a - 1) // a * a
 
@@ -62,6 +66,13 @@ class PE:
 
     @classmethod
     def parse(cls, data: bytes) -> PE:
+        try:
+            return cls._parse(data)
+        except MALFORMED as e:
+            raise FormatError(f"malformed PE image ({type(e).__name__}: {str(e)[:80]})") from None
+
+    @classmethod
+    def _parse(cls, data: bytes) -> PE:
         if data[:2] != b"MZ" or len(data) < 0x40:
             raise FormatError("not a PE image (no MZ header)")
         pe_off = struct.unpack_from("<I", data, 0x3C)[0]
@@ -208,6 +219,13 @@ def describe(data: bytes) -> dict[str, object]:
 
 def signers(data: bytes) -> list[str]:
     """Subjects of the certificates in the Authenticode signature(s), if any."""
+    try:
+        return _signers(data)
+    except MALFORMED as e:
+        raise FormatError(f"malformed PE certificate table ({type(e).__name__})") from None
+
+
+def _signers(data: bytes) -> list[str]:
     from cryptography.hazmat.primitives.serialization import pkcs7
 
     pe = PE.parse(data)

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rdforge.config import Config
-from rdforge.errors import CheckError, HashMismatch, KernelError, RdforgeError
+from rdforge.errors import CheckError, ConfigError, HashMismatch, KernelError, RdforgeError
 from rdforge.formats import compress, cpio
 from rdforge.formats.elf import is_elf, read_elf
-from rdforge.fsutil import read_local_file, write_atomic
+from rdforge.fsutil import discard, read_local_file, stage
 from rdforge.progress import Progress
 from rdforge.sources import lock as lockfile
 from rdforge.sources.archive import Package
@@ -28,7 +28,7 @@ from rdforge.sources.plan import (
 from rdforge.tree import check, fixups, kmods, storage
 from rdforge.tree.model import FILE, Entry, Tree
 from rdforge.tree.prune import DEFAULT_PRUNE, Pruner, gc_libraries
-from rdforge.tree.unpack import new_tree, unpack_deb
+from rdforge.tree.unpack import ContentPolicy, MiB, new_tree, unpack_deb
 
 # Loaded with dlopen() by name but declared in no .note.dlopen: glibc loads libgcc_s for
 # thread cancellation and unwinding; systemd's TPM2 code loads the device TCTI driver.
@@ -96,6 +96,7 @@ class Builder:
                              tuple(x for x in DEFAULT_PRUNE if "hwdb" not in x) + tuple(cfg.prune),
                              tuple(cfg.keep))
         self.tree = new_tree()
+        self.policy = ContentPolicy(cfg.max_file_size * MiB, cfg.max_unpacked_size * MiB)
         self.pkg_bytes: dict[str, int] = {}
         self.newest = 0
         self.unpacked: dict[str, Package] = {}
@@ -115,7 +116,7 @@ class Builder:
         new = [p for p in pkgs if p.name not in self.unpacked]
         paths = fetch_all(new, self.cfg.offline)
         for p, path in zip(new, paths, strict=True):
-            added, newest = unpack_deb(self.tree, path, p.name, self.pruner)
+            added, newest = unpack_deb(self.tree, path, p.name, self.pruner, self.policy)
             self.pkg_bytes[p.name] = added
             self.newest = max(self.newest, newest)
             self.unpacked[p.name] = p
@@ -184,7 +185,16 @@ class Builder:
                                 tuple(cfg.exclude_modules))
             plain = kmods.plain_matcher(kmods.PLAIN_MODULES)
         self.p.phase("modules", f"{len(mods)} modules for {kidx.kver}")
-        kmods.install(self.tree, kidx, mods, plain)
+        try:
+            kmods.install(self.tree, kidx, mods, plain)
+        except kmods.DamagedCache as e:
+            if kernel is None or cfg.modules_dir:
+                raise
+            # Extract the kernel package again (it is verified in the download cache).
+            kmods.drop_kernel_cache(e.root, f"{e.rel} differs from what was extracted")
+            assert self._kernel_deb is not None
+            kidx = kmods.index_kernel_deb(self._kernel_deb.result(), kernel.sha256)
+            kmods.install(self.tree, kidx, mods, plain)
         return kidx.kver, mods
 
     def firmware_packages(self, src: PackageSource | None) -> list[Package]:
@@ -209,7 +219,9 @@ class Builder:
             return wanted
         fw_tree = new_tree()
         for p, path in zip(pkgs, fetch_all(pkgs, self.cfg.offline), strict=True):
-            unpack_deb(fw_tree, path, p.name, Pruner(("usr/share/*",)))
+            # Whole firmware packages are far larger than what the image takes from them.
+            unpack_deb(fw_tree, path, p.name, Pruner(("usr/share/*",)),
+                       ContentPolicy(self.policy.max_file, 1 << 62))
             self.unpacked.setdefault(p.name, p)
         missing = []
         for name in wanted:
@@ -242,6 +254,12 @@ class Builder:
 def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     p = progress or Progress(False)
     one_malloc_arena()
+    from rdforge.fsutil import sweep_work_dirs
+    from rdforge.sources.cache import cache_root
+
+    # What killed builds left in the cache (kernel extraction directories).
+    for name in sweep_work_dirs(cache_root(), ".kernel-"):
+        p.info(f"removed {cache_root() / name}, left by a build that was killed")
     b = Builder(cfg, p)
     pkgs, kernel, src = b.packages()
     firmware_pkgs = b.firmware_packages(src)
@@ -277,7 +295,7 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
                          + (f" (and {len(rep.problems) - 1} more)" if len(rep.problems) > 1 else ""))
     epoch = cfg.source_date_epoch
     if epoch < 0:
-        epoch = int(os.environ.get("SOURCE_DATE_EPOCH", b.newest))
+        epoch = source_date_epoch(b.newest)
     p.phase("archive", f"cpio + {cfg.compression}")
     release_freed_memory()
     level = cfg.compression_level if cfg.compression_level >= 0 else None
@@ -301,18 +319,60 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
         "units_not_started": not_started,
         "units_with_rdforge_dropins": dropins,
         "storage": storage_done,
+        "content_policy": b.policy.report(),
         "static_device_nodes": static_nodes,
         "check_warnings": rep.warnings,
     }
     p.phase("write", str(out))
-    write_atomic(out, image)
-    write_atomic(out.with_name(out.name + ".manifest.json"),
-                 (json.dumps(manifest, indent=1) + "\n").encode())
-    lockfile.write(Path(cfg.lock), lockfile.Lock(cfg.release, cfg.arch, pkgs, kernel))
+    commit_together([
+        (out, image),
+        (out.with_name(out.name + ".manifest.json"), (json.dumps(manifest, indent=1) + "\n").encode()),
+        (Path(cfg.lock), lockfile.Lock(cfg.release, cfg.arch, pkgs, kernel).to_json().encode()),
+    ])
     timings = dict(p.timings)
     total = p.done()
     timings["total"] = total
     return BuildResult(out, len(image), sha, pkgs, kver, len(mods), len(b.tree), manifest, timings)
+
+
+def commit_together(files: list[tuple[Path, bytes]]) -> None:
+    """Image, manifest and lock: all are written under temporary names first, and only when
+    every one is complete are they renamed into place. A failure before (an unwritable lock
+    path, a full disk) leaves all of them as they were."""
+    staged: list[str] = []
+    try:
+        for path, data in files:
+            if path.is_dir():  # a rename onto it would fail only after the others went in
+                raise RdforgeError(f"{path}: is a directory")
+            try:
+                staged.append(stage(path, data))
+            except IsADirectoryError:
+                raise RdforgeError(f"{path}: is a directory") from None
+            except NotADirectoryError:
+                raise RdforgeError(f"{path}: a part of the path is not a directory") from None
+            except PermissionError:
+                raise RdforgeError(f"{path}: permission denied (cannot write there)") from None
+        for (path, _), tmp in zip(files, staged, strict=True):
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp in staged:
+            discard(tmp)
+        raise
+
+
+def source_date_epoch(newest: int) -> int:
+    """$SOURCE_DATE_EPOCH (reproducible-builds.org's convention), else the newest package
+    file's time, clamped into what the archive can store."""
+    from rdforge.config import EPOCH_MAX, check_epoch
+
+    env = os.environ.get("SOURCE_DATE_EPOCH")
+    if env is None or env == "":
+        return min(max(newest, 0), EPOCH_MAX)
+    try:
+        value = int(env)
+    except ValueError:
+        raise ConfigError(f"SOURCE_DATE_EPOCH={env!r} is not a number of seconds") from None
+    return check_epoch(value, "SOURCE_DATE_EPOCH")
 
 
 def one_malloc_arena() -> None:
@@ -361,7 +421,7 @@ def archive(tree: Tree, mtime: int, algo: str, level: int | None) -> tuple[bytes
     streamed twice, never held whole: once to hash it, and, unless the compression cache
     has these exact bytes compressed the same way (a rebuild of an unchanged image then skips
     the slowest step), once into the compressor."""
-    from rdforge.sources.cache import cache_root
+    from rdforge.sources.cache import cache_root, drop_derived, read_derived, write_derived
 
     entries = cpio_entries(tree, mtime)
     digest = _Digest()
@@ -369,18 +429,20 @@ def archive(tree: Tree, mtime: int, algo: str, level: int | None) -> tuple[bytes
     digest.h.update(("|" + compress.settings_id(algo, level)).encode())
     d = cache_root() / "compressed"
     hit = d / digest.h.hexdigest()
-    if hit.exists():
-        data = hit.read_bytes()
+    data = read_derived(hit)
+    if data is not None:
         if compress.detect(data) == algo:
             os.utime(hit)
             return data, digest.size
+        drop_derived(hit, f"it is not {algo} data")
     comp = compress.Compressor(algo, level, digest.size)
     cpio.write(comp, entries)
     data = comp.finish()
-    write_atomic(hit, data)
-    old = sorted(d.iterdir(), key=lambda f: f.stat().st_mtime)[:-COMPRESSED_KEEP]
-    for f in old:
+    write_derived(hit, data)
+    kept = [f for f in d.iterdir() if not f.name.endswith(".sha256") and not f.name.startswith(".")]
+    for f in sorted(kept, key=lambda f: f.stat().st_mtime)[:-COMPRESSED_KEEP]:
         f.unlink(missing_ok=True)
+        f.with_name(f.name + ".sha256").unlink(missing_ok=True)
     return data, digest.size
 
 

@@ -10,10 +10,18 @@ from rdforge.formats import compress, cpio
 from rdforge.tree import check
 from rdforge.tree.model import CHAR, DIR, FILE, SYMLINK, Entry, Tree
 
+MAX_IMAGE = 2 << 30
+
 
 def read_initrd(path: Path) -> tuple[Tree, list[dict[str, object]]]:
     """All segments of an initrd (uncompressed early cpio, then compressed main) as one tree."""
     try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise FormatError(f"{path}: not a regular file (an image is one)")
+        if st.st_size > MAX_IMAGE:
+            raise FormatError(f"{path}: {st.st_size >> 20} MiB is larger than any initrd "
+                              f"({MAX_IMAGE >> 20} MiB at most)")
         buf = path.read_bytes()
     except OSError as err:
         raise FormatError(f"{path}: {err.strerror}") from None
@@ -32,12 +40,15 @@ def read_initrd(path: Path) -> tuple[Tree, list[dict[str, object]]]:
                         CHAR if stat.S_ISCHR(e.mode) else FILE)
                 tree.entries[e.name] = Entry(kind, e.mode & 0o7777, e.uid, e.gid,
                                              data=e.data if kind == FILE else b"",
-                                             target=e.data.decode() if kind == SYMLINK else "",
+                                             target=e.data.decode("utf-8", "surrogateescape")
+                                             if kind == SYMLINK else "",
                                              rdev=e.rdev)
             while pos < len(raw) and raw[pos] == 0:
                 pos += 1
             segs.append({"offset": off, "compression": algo, "size": len(seg),
                          "entries": len(entries)})
+    if not segs:
+        raise FormatError(f"{path}: no cpio archive in it (not an initrd)")
     return tree, segs
 
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rdforge.sources.deb822 import parse_stanzas
+from rdforge.formats.deb822 import parse_stanzas
 
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 _POCKET = re.compile(r"^[a-z]+(?P<pocket>-[a-z]+)?$")

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rdforge.errors import HashMismatch, SignatureError, SourceError
+from rdforge.formats.deb822 import parse_stanzas
 from rdforge.fsutil import write_atomic
 from rdforge.sources.aptconf import DEFAULT_KEYRING, AptSource
 from rdforge.sources.cache import BlobCache, cache_root, fetch_bytes
-from rdforge.sources.deb822 import parse_stanzas
 
 INDEX_FORMAT = 5  # bump when Package changes shape (or what its fields share)
 
@@ -229,8 +229,10 @@ def parse_packages(data: bytes, base: str, arch: str) -> list[Package]:
         for k in ("Architecture", "Priority", "Multi-Arch", "Essential"):
             if k in st:
                 st[k] = intern.setdefault(st[k], st[k])
-        out.append(package_from_control(st, base, st["Filename"], st["SHA256"],
-                                        int(st.get("Size", "0"))))
+        size = st.get("Size", "0")
+        if "Version" not in st or not (size.isascii() and size.isdigit()):
+            continue  # not a record a package can be installed from, as those without Filename
+        out.append(package_from_control(st, base, st["Filename"], st["SHA256"], int(size)))
     return out
 
 

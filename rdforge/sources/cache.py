@@ -25,6 +25,48 @@ def cache_root() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "rdforge"
 
 
+def report_damaged(path: Path, why: str) -> None:
+    """One line on stderr for a cache entry found damaged and dropped (it is rebuilt from its
+    inputs; damage in local state is never blamed on the archive)."""
+    import sys
+
+    print(f"rdforge: cache {path.parent}: entry {path.name} is damaged ({why}); dropped, "
+          "rebuilt from its inputs", file=sys.stderr)
+
+
+def write_derived(path: Path, data: bytes) -> None:
+    """Store a derived cache entry (something rdforge computed from verified inputs) with the
+    sha256 of its bytes beside it, so that every later read can check it."""
+    write_atomic(path, data)
+    write_atomic(path.with_name(path.name + ".sha256"),
+                 hashlib.sha256(data).hexdigest().encode() + b"\n")
+
+
+def read_derived(path: Path) -> bytes | None:
+    """A derived cache entry's bytes if they are what was stored: None when it is absent (or
+    has no stored sha256: an entry of an older rdforge, or one being written), and None after
+    dropping and reporting it when its bytes do not match."""
+    side = path.with_name(path.name + ".sha256")
+    try:
+        want = side.read_text().strip()
+        data = path.read_bytes()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    if hashlib.sha256(data).hexdigest() != want:
+        path.unlink(missing_ok=True)
+        side.unlink(missing_ok=True)
+        report_damaged(path, "its sha256 differs from the one stored with it")
+        return None
+    return data
+
+
+def drop_derived(path: Path, why: str) -> None:
+    """Remove an entry whose verified bytes still would not decode (stored by a bug)."""
+    path.unlink(missing_ok=True)
+    path.with_name(path.name + ".sha256").unlink(missing_ok=True)
+    report_damaged(path, why)
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

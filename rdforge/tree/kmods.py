@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import fnmatch
+import hashlib
 import json
 import lzma
 import os
@@ -16,15 +17,15 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from rdforge.errors import KernelError
 from rdforge.formats.deb import DebFile
 from rdforge.formats.elf import modinfo
+from rdforge.fsutil import hold_lock, sweep_work_dirs
 from rdforge.sources.cache import cache_root
 from rdforge.tree.model import FILE, Entry, Tree
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: the sha256 of every file extracted (checked on use)
 
 # The generic profile: what boots common machines (paths relative to lib/modules/KVER/kernel).
 GENERIC_MODULES: tuple[str, ...] = (
@@ -109,14 +110,57 @@ class KernelIndex:
     root: Path  # cache dir: vmlinuz, modules/ (the lib/modules/KVER tree)
     modules: dict[str, Module]
     builtin: set[str]
+    digests: dict[str, str] = field(default_factory=dict)  # file -> sha256, when cached
 
     @property
     def vmlinuz(self) -> Path:
         return self.root / "vmlinuz"
 
+    def read(self, rel: str) -> bytes:
+        """A file of the kernel's tree (modules/..., vmlinuz), checked against the sha256
+        taken when it was extracted from the verified package."""
+        data = (self.root / rel).read_bytes()
+        want = self.digests.get(rel)
+        if want is not None and hashlib.sha256(data).hexdigest() != want:
+            raise DamagedCache(self.root, rel)
+        return data
+
     @property
     def moddir(self) -> Path:
         return self.root / "modules"
+
+
+class DamagedCache(KernelError):
+    """A file in a kernel's cache directory is not what was extracted."""
+
+    def __init__(self, root: Path, rel: str) -> None:
+        super().__init__(f"cache {root}: {rel} differs from what was extracted from the "
+                         "kernel package")
+        self.root, self.rel = root, rel
+
+
+def drop_kernel_cache(root: Path, why: str) -> None:
+    from rdforge.sources.cache import report_damaged
+
+    report_damaged(root, why)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def verified_vmlinuz(root: Path) -> Path:
+    """The cached kernel image of a kernel cache directory, checked against the sha256 taken
+    when it came out of its package: a damaged one never goes into a boot or a UKI."""
+    vmlinuz = root / "vmlinuz"
+    try:
+        idx = json.loads((root / f"index.v{INDEX_VERSION}.json").read_text())
+        want = str(idx["digests"]["vmlinuz"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise KernelError(f"cache {root}: no index to check vmlinuz against; build an initrd "
+                          "for this kernel again") from None
+    if hashlib.sha256(vmlinuz.read_bytes()).hexdigest() != want:
+        drop_kernel_cache(root, "vmlinuz differs from the kernel package's")
+        raise KernelError(f"cache {root}: vmlinuz was damaged and is dropped; build the initrd "
+                          "again to extract it anew")
+    return vmlinuz
 
 
 def modname(path: str) -> str:
@@ -156,11 +200,17 @@ def index_kernel_deb(deb: Path, sha256: str) -> KernelIndex:
     root = cache_root() / "kernels" / sha256
     idx = root / f"index.v{INDEX_VERSION}.json"
     if idx.exists():
-        return _load(root, idx)
+        try:
+            return _load(root, idx)
+        except Exception as e:  # noqa: BLE001 - any damage: extract the package again
+            drop_kernel_cache(root, f"its index does not load: {type(e).__name__}")
+    sweep_work_dirs(cache_root(), ".kernel-")
     tmp = Path(tempfile.mkdtemp(dir=cache_root(), prefix=".kernel-"))
+    held = hold_lock(tmp)
     kver = ""
     modules: dict[str, Module] = {}
     builtin: set[str] = set()
+    digests: dict[str, str] = {}
     # Reading each module's .modinfo means decompressing it: on a second core, a bounded
     # number at a time (lzma works without the interpreter lock), while the package is read.
     pool = ThreadPoolExecutor(max_workers=2)
@@ -178,6 +228,7 @@ def index_kernel_deb(deb: Path, sha256: str) -> KernelIndex:
                 m = re.match(r"^(?:usr/)?lib/modules/([^/]+)/(.+)$", name)
                 if name.startswith("boot/vmlinuz-") and content is not None:
                     (tmp / "vmlinuz").write_bytes(content)
+                    digests["vmlinuz"] = hashlib.sha256(content).hexdigest()
                     kver = name[len("boot/vmlinuz-"):]
                 elif m and content is not None:
                     kver = kver or m.group(1)
@@ -185,6 +236,7 @@ def index_kernel_deb(deb: Path, sha256: str) -> KernelIndex:
                     dest = tmp / "modules" / rel
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     dest.write_bytes(content)
+                    digests[f"modules/{rel}"] = hashlib.sha256(content).hexdigest()
                     if re.search(r"\.ko(\.\w+)?$", rel):
                         pending.append(pool.submit(_parse_module, rel, content))
                         collect(16)
@@ -193,7 +245,7 @@ def index_kernel_deb(deb: Path, sha256: str) -> KernelIndex:
         collect(0)
         if not kver or not (tmp / "vmlinuz").exists():
             raise KernelError(f"{deb}: no boot/vmlinuz-* in this kernel package")
-        data = {"kver": kver, "builtin": sorted(builtin),
+        data = {"kver": kver, "builtin": sorted(builtin), "digests": digests,
                 "modules": {k: vars(v) for k, v in sorted(modules.items())}}
         (tmp / idx.name).write_text(json.dumps(data))
         root.parent.mkdir(parents=True, exist_ok=True)
@@ -203,6 +255,7 @@ def index_kernel_deb(deb: Path, sha256: str) -> KernelIndex:
             shutil.rmtree(root, ignore_errors=True)
         try:
             os.replace(tmp, root)
+            (root / ".in-use").unlink(missing_ok=True)
         except OSError:
             if not idx.exists():
                 raise
@@ -210,6 +263,7 @@ def index_kernel_deb(deb: Path, sha256: str) -> KernelIndex:
         pool.shutdown(wait=True, cancel_futures=True)
         if tmp.exists():
             shutil.rmtree(tmp)
+        os.close(held)
     return _load(root, idx)
 
 
@@ -230,7 +284,10 @@ def index_module_dir(moddir: Path) -> KernelIndex:
 def _load(root: Path, idx: Path) -> KernelIndex:
     data = json.loads(idx.read_text())
     mods = {k: Module(**v) for k, v in data["modules"].items()}
-    return KernelIndex(data["kver"], root, mods, set(data["builtin"]))
+    kidx = KernelIndex(str(data["kver"]), root, mods, set(data["builtin"]), dict(data["digests"]))
+    if not (root / "vmlinuz").exists() or not (root / "modules").is_dir():
+        raise KernelError("files missing")
+    return kidx
 
 
 def select(kidx: KernelIndex, patterns: tuple[str, ...], names: tuple[str, ...] = (),
@@ -268,30 +325,27 @@ def install(tree: Tree, kidx: KernelIndex, mods: list[Module],
 
     import zstandard
 
-    from rdforge.fsutil import write_atomic_with
+    from rdforge.sources.cache import drop_derived, read_derived, write_derived
 
     base = f"usr/lib/modules/{kidx.kver}"
     decompress = {m.path: plain(m) for m in mods}
     key = hashlib.sha256(json.dumps(sorted(decompress.items())).encode()).hexdigest()
     stored = kidx.root / "installed" / f"{key[:32]}.pickle.zst"
-    if stored.exists():
+    blob = read_derived(stored)
+    if blob is not None:
         try:
-            with open(stored, "rb") as f:  # streamed: no copy of the whole in between
-                files: dict[str, bytes] = pickle.load(
-                    zstandard.ZstdDecompressor().stream_reader(f))
+            files: dict[str, bytes] = pickle.loads(zstandard.ZstdDecompressor().decompress(blob))
             for rel, data in sorted(files.items()):
                 tree.add(f"{base}/{rel}", Entry(FILE, 0o644, data=data, package="kernel"))
             return
-        except Exception:  # a damaged cache entry: install afresh
-            stored.unlink(missing_ok=True)
+        except Exception:  # verified bytes that do not decode: install afresh
+            drop_derived(stored, "it does not decode")
     staged = Tree()
     _install_fresh(staged, kidx, mods, decompress)
     files = {p[len(base) + 1:]: e.data for p, e in staged.entries.items() if e.kind == FILE}
-    def dump(f: BinaryIO) -> None:
-        with zstandard.ZstdCompressor(level=1).stream_writer(f, closefd=False) as w:
-            pickle.dump(files, w, protocol=pickle.HIGHEST_PROTOCOL)
-
-    write_atomic_with(stored, dump)
+    raw = pickle.dumps(files, protocol=pickle.HIGHEST_PROTOCOL)
+    write_derived(stored, zstandard.ZstdCompressor(level=1).compress(raw))
+    del raw
     for rel, data in sorted(files.items()):
         tree.add(f"{base}/{rel}", Entry(FILE, 0o644, data=data, package="kernel"))
 
@@ -306,13 +360,12 @@ def _install_fresh(tree: Tree, kidx: KernelIndex, mods: list[Module],
         mdir = Path(tmp, "lib/modules", kidx.kver)
         mdir.mkdir(parents=True)
         for name in ("modules.builtin", "modules.builtin.modinfo", "modules.order"):
-            src = kidx.moddir / name
-            if src.exists():
-                shutil.copyfile(src, mdir / name)
-                tree.add(f"{base}/{name}", Entry(FILE, 0o644, data=src.read_bytes(),
-                                                 package="kernel"))
+            if (kidx.moddir / name).exists():
+                content = kidx.read(f"modules/{name}")
+                (mdir / name).write_bytes(content)
+                tree.add(f"{base}/{name}", Entry(FILE, 0o644, data=content, package="kernel"))
         for m in mods:
-            data = (kidx.moddir / m.path).read_bytes()
+            data = kidx.read(f"modules/{m.path}")
             path = m.path
             if decompress[m.path]:
                 data = _read_ko(data)

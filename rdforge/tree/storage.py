@@ -77,6 +77,20 @@ MD_REPORT_DROPIN = f"""\
 ExecStartPost=-/{MD_REPORT} %i
 """
 
+# systemd-cryptsetup reads cryptsetup.passphrase (and the .tpm2-pin, .fido2-pin, .pkcs11-pin
+# and .luks2-pin credentials) from its credentials directory, but the units its generator
+# writes import none: the drop-in for all of them imports the system credentials handed to the
+# initrd (by systemd-stub, SMBIOS or the kernel command line), after the TPM is up when one
+# is sealed to it. Without such a credential the prompt comes as before.
+CRYPTSETUP_DROPIN = """\
+[Unit]
+After=tpm2.target
+
+[Service]
+# rdforge: machine-local secrets for a vendor-built image (systemd-cryptsetup@.service(8))
+ImportCredential=cryptsetup.*
+"""
+
 MASKED = ("mdmonitor.service", "mdmonitor-oneshot.service", "mdmonitor-oneshot.timer",
           "mdcheck_start.timer", "mdcheck_continue.timer", "lvm2-monitor.service",
           "lvm2-lvmpolld.socket", "lvm2-lvmpolld.service", "dm-event.socket", "dm-event.service")
@@ -100,6 +114,10 @@ def storage_stacks(tree: Tree) -> list[str]:
                       MD_REPORT_DROPIN.encode())
         done.append("mdadm: incremental assembly by 64-md-raid-assembly.rules, degraded start "
                     "after 30 s (mdadm-last-resort@.timer), reported on the console")
+    if tree.get("usr/lib/systemd/system-generators/systemd-cryptsetup-generator") is not None:
+        tree.add_file(f"{UNITDIR}/systemd-cryptsetup@.service.d/10-rdforge-credentials.conf",
+                      CRYPTSETUP_DROPIN.encode())
+        done.append("systemd-cryptsetup@.service: imports cryptsetup.* credentials")
     for unit in MASKED:
         e = tree.get(f"{UNITDIR}/{unit}")
         if e is not None and e.kind == FILE:

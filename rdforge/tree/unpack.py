@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import tarfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from rdforge.errors import ContentError
 from rdforge.formats.deb import DebFile
-from rdforge.tree.model import CHAR, DIR, FILE, SYMLINK, Entry, Tree, check_member_name
+from rdforge.tree.model import DIR, FILE, SYMLINK, Entry, Tree, check_member_name
 from rdforge.tree.prune import Pruner
 
 MERGED_USR = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64"}
@@ -42,7 +44,7 @@ def _to_tarinfo(m: Member) -> tarfile.TarInfo:
     return ti
 
 
-def deb_members(deb: Path) -> list[tuple[tarfile.TarInfo, bytes | None]]:
+def deb_members(deb: Path, max_file: int) -> list[tuple[tarfile.TarInfo, bytes | None]]:
     """The data.tar members of a .deb. Packages from the content-addressed download cache
     are decoded once (xz is the slow part of a warm build) and kept beside it, compressed
     with fast zstd, keyed by the package's sha256."""
@@ -50,37 +52,88 @@ def deb_members(deb: Path) -> list[tuple[tarfile.TarInfo, bytes | None]]:
 
     import zstandard
 
-    from rdforge.fsutil import write_atomic
-    from rdforge.sources.cache import cache_root
+    from rdforge.sources.cache import cache_root, drop_derived, read_derived, write_derived
 
     sha = deb.name
     if not (len(sha) == 64 and deb.parent.parent.name == "blobs"):
         with DebFile(deb) as d:
-            return list(d.data())
+            return list(d.data(max_file))
     stored = cache_root() / "unpacked" / sha[:2] / f"{sha}.v{MEMBERS_VERSION}.pickle.zst"
-    if stored.exists():
+    blob = read_derived(stored)
+    if blob is not None:
         try:
-            raw = zstandard.ZstdDecompressor().decompress(stored.read_bytes())
-            members: list[Member] = pickle.loads(raw)
+            members: list[Member] = pickle.loads(zstandard.ZstdDecompressor().decompress(blob))
             return [(_to_tarinfo(m), m[9]) for m in members]
-        except Exception:  # a damaged cache entry: decode the package again
-            stored.unlink(missing_ok=True)
+        except Exception:  # verified bytes that do not decode: decode the package again
+            drop_derived(stored, "it does not decode")
     with DebFile(deb) as d:
-        out = list(d.data())
+        out = list(d.data(max_file))
     plain: list[Member] = [(ti.name, ti.mode, ti.uid, ti.gid, int(ti.mtime), ti.type, ti.linkname,
                             ti.devmajor, ti.devminor, c) for ti, c in out]
     data = pickle.dumps(plain, protocol=pickle.HIGHEST_PROTOCOL)
-    write_atomic(stored, zstandard.ZstdCompressor(level=1, threads=-1).compress(data))
+    write_derived(stored, zstandard.ZstdCompressor(level=1, threads=-1).compress(data))
     return out
 
 
-def unpack_deb(tree: Tree, deb: Path, package: str, pruner: Pruner) -> tuple[int, int]:
-    """Add one package's files; returns the bytes of file content it added and the newest
-    member timestamp (the package's build date)."""
+MiB = 1 << 20
+
+
+@dataclass
+class ContentPolicy:
+    """What a package may put into an image, for archive and local packages alike. Device
+    nodes, FIFOs and sockets are dropped (the image makes the nodes it needs itself);
+    set-user-ID and set-group-ID bits are cleared (nothing in an initrd runs unprivileged);
+    files are owned by root; one file may not exceed max_file bytes, all of them together
+    not max_total (the kernel unpacks the whole image into RAM). What was changed is kept
+    here for the manifest."""
+
+    max_file: int = 256 * MiB
+    max_total: int = 1024 * MiB
+    total: int = 0
+    dropped_special: list[str] = field(default_factory=list)
+    setid_cleared: list[str] = field(default_factory=list)
+    owner_mapped: list[str] = field(default_factory=list)
+
+    def member(self, package: str, name: str, ti: tarfile.TarInfo) -> int | None:
+        """The mode to give a member, or None to drop it; raises for one past the bounds."""
+        if ti.ischr() or ti.isblk() or ti.isfifo() or ti.type not in (
+                tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
+                tarfile.LNKTYPE):
+            self.dropped_special.append(f"{package}: /{name}")
+            return None
+        if ti.isreg():
+            if ti.size > self.max_file:
+                raise ContentError(f"{package}: /{name} is {ti.size / MiB:.0f} MiB, over the "
+                                   f"limit of {self.max_file / MiB:.0f} MiB for one file "
+                                   "(max_file_size)")
+            self.total += ti.size
+            if self.total > self.max_total:
+                raise ContentError(f"{package}: the image's files pass {self.max_total / MiB:.0f}"
+                                   f" MiB unpacked at /{name} (max_unpacked_size)")
+        mode = ti.mode & 0o7777
+        if mode & 0o6000 and not ti.isdir():
+            self.setid_cleared.append(f"{package}: /{name}")
+            mode &= ~0o6000
+        if (ti.uid or ti.gid) and not ti.issym():
+            self.owner_mapped.append(f"{package}: /{name} ({ti.uid}:{ti.gid})")
+        return mode
+
+    def report(self) -> dict[str, object]:
+        return {"max_file_size": self.max_file, "max_unpacked_size": self.max_total,
+                "special_files_dropped": self.dropped_special,
+                "setuid_setgid_cleared": self.setid_cleared,
+                "ownership_mapped_to_root": self.owner_mapped}
+
+
+def unpack_deb(tree: Tree, deb: Path, package: str, pruner: Pruner,
+               policy: ContentPolicy | None = None) -> tuple[int, int]:
+    """Add one package's files under the content policy; returns the bytes of file content
+    it added and the newest member timestamp (the package's build date)."""
+    policy = policy or ContentPolicy()
     added = 0
     newest = 0
     links: list[tuple[str, str, tarfile.TarInfo]] = []
-    for ti, content in deb_members(deb):
+    for ti, content in deb_members(deb, policy.max_file):
         name = check_member_name(ti.name, str(deb))
         newest = max(newest, int(ti.mtime))
         if not name:
@@ -91,21 +144,19 @@ def unpack_deb(tree: Tree, deb: Path, package: str, pruner: Pruner) -> tuple[int
             if not ti.isdir():
                 pruner.tally(pat, ti.size)
             continue
-        mode = ti.mode & 0o7777
+        mode = policy.member(package, name, ti)
+        if mode is None:
+            continue
         if ti.isdir():
-            tree.add(name, Entry(DIR, mode, ti.uid, ti.gid, package=package))
+            tree.add(name, Entry(DIR, mode, package=package))
         elif ti.isreg():
             assert content is not None
-            tree.add(name, Entry(FILE, mode, ti.uid, ti.gid, data=content, package=package))
+            tree.add(name, Entry(FILE, mode, data=content, package=package))
             added += len(content)
         elif ti.issym():
-            tree.add(name, Entry(SYMLINK, 0o777, ti.uid, ti.gid, target=ti.linkname,
-                                 package=package))
+            tree.add(name, Entry(SYMLINK, 0o777, target=ti.linkname, package=package))
         elif ti.islnk():
             links.append((name, check_member_name(ti.linkname, str(deb)), ti))
-        elif ti.ischr():
-            tree.add(name, Entry(CHAR, mode, ti.uid, ti.gid, rdev=(ti.devmajor, ti.devminor),
-                                 package=package))
     for name, target, _ti in links:
         src = tree.get(_canonical_prefix(tree, target), follow=False)
         if src is None or src.kind != FILE:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from rdforge.errors import BootError
 from rdforge.sources.cache import cache_root
+from rdforge.tree.kmods import INDEX_VERSION, verified_vmlinuz
 from rdforge.vm.rootfs import LABEL, MARKER
 from rdforge.vm.terminal import ConsoleText, Terminal
 
@@ -121,17 +122,20 @@ def find_kernel(initrd: Path, kernel_version: str = "") -> Path:
         kp = m.get("kernel_package") or {}
         sha = str(kp.get("sha256", ""))
         if sha and (kroot / sha / "vmlinuz").exists():
-            return kroot / sha / "vmlinuz"
+            return verified_vmlinuz(kroot / sha)
         kernel_version = m.get("kernel_version", "")
     found = []
-    for idx in sorted(kroot.glob("*/index.v*.json")):
-        kver = json.loads(idx.read_text()).get("kver", "")
+    for idx in sorted(kroot.glob(f"*/index.v{INDEX_VERSION}.json")):
+        try:
+            kver = json.loads(idx.read_text()).get("kver", "")
+        except (OSError, ValueError, AttributeError):
+            continue  # a damaged index: the next build of that kernel extracts it again
         if not kernel_version or kver == kernel_version:
             found.append((idx.stat().st_mtime, idx.parent / "vmlinuz"))
     if not found:
         raise BootError("no cached kernel" + (f" {kernel_version}" if kernel_version else "")
                         + "; build an initrd first or give --kernel")
-    return sorted(found)[-1][1]
+    return verified_vmlinuz(sorted(found)[-1][1].parent)
 
 
 def kvm_works() -> bool:

@@ -69,3 +69,20 @@ def test_degraded_raid1_starts_after_a_bounded_wait_and_says_what_is_missing(
     assert re.search(r"md/raid1:md\d+: active with 1 out of 2 mirrors", res.console)
     # mdadm's last-resort timer waits 30 s for the other member; nothing else waits.
     assert res.guest_uptime is not None and res.guest_uptime < 90, res.guest_uptime
+
+
+def test_luks_opened_by_a_passphrase_credential_without_a_prompt(default_build: Path,
+                                                                  tmp_path: Path) -> None:
+    """systemd-cryptsetup's cryptsetup.passphrase credential, handed over as systemd-stub
+    does (/.extra/credentials): the machine-local secret opens the disk of a vendor image."""
+    from rdforge.formats import creds
+
+    cred = tmp_path / "cryptsetup.passphrase.cred"
+    cred.write_bytes(creds.armor(creds.encrypt("cryptsetup.passphrase", PASSPHRASE.encode())))
+    layout = BY_NAME["luks-lvm"]
+    disks = layout_disks(layout, default_root(BootOptions()))
+    res = boot(BootOptions(initrd=default_build, echo=False, timeout=TIMEOUT, root_image=disks[0],
+                           root_arg=layout.root_arg, credentials=(cred,),
+                           expect_fail=("Please enter passphrase",)))
+    assert res.ok, res.reason + res.console[-3000:]
+    assert re.search(ROOT_DEVICE["luks-lvm"], res.console)

@@ -65,3 +65,15 @@ def test_segments_splits_concatenated_archives() -> None:
     cpio.write(b, _entries()[2:4])
     parts = list(cpio.segments(a.getvalue() + b.getvalue()))
     assert [off for off, _ in parts] == [0, len(a.getvalue())]
+
+
+def test_a_time_past_2106_is_refused_not_written_corrupt() -> None:
+    import pytest
+
+    from rdforge.errors import FormatError
+
+    with pytest.raises(FormatError, match="8 hex digits"):
+        cpio.write(io.BytesIO(), [cpio.CpioEntry("x", stat.S_IFREG | 0o644, mtime=2**33)])
+    out = io.BytesIO()
+    cpio.write(out, [cpio.CpioEntry("x", stat.S_IFREG | 0o644, mtime=2**32 - 1)])
+    assert cpio.read(out.getvalue())[0][0].mtime == 2**32 - 1

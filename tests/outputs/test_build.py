@@ -121,10 +121,10 @@ def test_malformed_toml_and_unknown_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("compression = \n")
     r = _rdforge("build", "-c", str(bad))
-    assert r.returncode == 2 and "malformed TOML" in r.stderr
+    assert r.returncode == 1 and "malformed TOML" in r.stderr
     bad.write_text("compresion = 'xz'\n")
     r = _rdforge("build", "-c", str(bad))
-    assert r.returncode == 2 and "unknown key 'compresion'" in r.stderr
+    assert r.returncode == 1 and "unknown key 'compresion'" in r.stderr
 
 
 def test_image_decompresses_into_one_cpio(default_build: Path) -> None:

@@ -1,0 +1,322 @@
+"""A seeded mutation fuzzer for rdforge's readers: each target is a reader and real inputs
+to start from; mutations flip bits, overwrite fields with edge values, cut, repeat and insert.
+Any exception that is not rdforge's own error is a crash; a reader running past the time
+limit is a hang. Deterministic for a given seed, so a failure reproduces.
+
+    python3 tests/fuzz/harness.py [--iterations N] [--seed S] [--only NAME...]   # a table
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+import signal
+import stat
+import tempfile
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from rdforge.errors import RdforgeError
+
+EDGE = (b"\x00\x00\x00\x00", b"\xff\xff\xff\xff", b"\x7f\xff\xff\xff", b"\x00\x00\x00\x80",
+        b"FFFFFFFF", b"00000000", b"\xff" * 8)
+
+
+def mutate(data: bytes, rnd: random.Random) -> bytes:
+    b = bytearray(data)
+    for _ in range(rnd.choice((1, 1, 2, 4, 8))):
+        op = rnd.randrange(6)
+        if not b:
+            b += rnd.randbytes(rnd.randrange(1, 16))
+            continue
+        i = rnd.randrange(len(b))
+        if op == 0:
+            b[i] ^= 1 << rnd.randrange(8)
+        elif op == 1:
+            b[i] = rnd.randrange(256)
+        elif op == 2:
+            e = rnd.choice(EDGE)
+            b[i:i + len(e)] = e
+        elif op == 3:
+            del b[rnd.randrange(len(b)):]
+        elif op == 4:
+            j = rnd.randrange(i, min(len(b), i + 64) + 1)
+            b[i:i] = b[i:j] * rnd.randrange(1, 4)
+        else:
+            b[i:i] = rnd.randbytes(rnd.randrange(1, 9))
+    return bytes(b)
+
+
+class Hang(Exception):
+    pass
+
+
+def _alarm(_sig: int, _frame: FrameType | None) -> None:
+    raise Hang()
+
+
+@dataclass
+class Result:
+    runs: int = 0
+    crashes: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # where -> (what, input)
+    hangs: int = 0
+
+
+def run(target: Callable[[bytes], object], seeds: list[bytes], iterations: int, seed: int,
+        limit: float = 5.0) -> Result:
+    res = Result()
+    rnd = random.Random(seed)
+    old = signal.signal(signal.SIGALRM, _alarm)
+    try:
+        for n in range(iterations):
+            data = mutate(rnd.choice(seeds), rnd) if n else seeds[0]
+            res.runs += 1
+            signal.setitimer(signal.ITIMER_REAL, limit)
+            try:
+                target(data)
+            except RdforgeError:
+                pass
+            except Hang:
+                res.hangs += 1
+            except Exception as e:  # noqa: BLE001 - a crash, recorded by where it happened
+                tb = traceback.extract_tb(e.__traceback__)[-1]
+                where = f"{Path(tb.filename).name}:{tb.lineno} {type(e).__name__}"
+                res.crashes.setdefault(where, (str(e)[:200], data))
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.signal(signal.SIGALRM, old)
+    return res
+
+
+# --- targets: each takes bytes, seeds are real inputs of its format ---------------------
+
+def _cpio_seed() -> bytes:
+    from rdforge.formats import cpio
+
+    out = io.BytesIO()
+    cpio.write(out, [cpio.CpioEntry("etc", stat.S_IFDIR | 0o755),
+                     cpio.CpioEntry("etc/a", stat.S_IFREG | 0o644, data=b"hello\n", ino_key=1),
+                     cpio.CpioEntry("etc/b", stat.S_IFREG | 0o644, data=b"hello\n", ino_key=1),
+                     cpio.CpioEntry("link", stat.S_IFLNK | 0o777, data=b"etc/a")])
+    return out.getvalue()
+
+
+def t_cpio(data: bytes) -> None:
+    from rdforge.formats import cpio
+
+    list(cpio.segments(data))
+    cpio.read(data)
+
+
+def t_decompress(data: bytes) -> None:
+    from rdforge.formats import compress
+
+    compress.decompress(data, limit=64 << 20)
+
+
+def _compress_seeds() -> list[bytes]:
+    from rdforge.formats import compress
+
+    raw = _cpio_seed() * 50
+    return [compress.compress_stream(raw, a) for a in ("zstd", "xz", "gzip", "lz4")]
+
+
+def t_elf(data: bytes) -> None:
+    from rdforge.formats import elf
+
+    if elf.is_elf(data):
+        elf.read_elf(data)
+        elf.modinfo(data)
+
+
+def t_creds(data: bytes) -> None:
+    from rdforge.formats import creds
+
+    creds.decrypt(data)
+    creds.decrypt(creds.armor(data))
+
+
+def _creds_seeds() -> list[bytes]:
+    from rdforge.formats import creds
+
+    return [creds.encrypt("passwd.hashed-password.root", b"$6$x$y"),
+            creds.armor(creds.encrypt("x", b"secret"))]
+
+
+def t_stanzas(data: bytes) -> None:
+    from rdforge.formats.deb822 import parse_stanzas
+
+    list(parse_stanzas(data.decode("utf-8", "replace")))
+
+
+def t_lock(data: bytes) -> None:
+    from rdforge.sources import lock
+
+    with tempfile.NamedTemporaryFile(suffix=".lock") as f:
+        f.write(data)
+        f.flush()
+        lock.read(Path(f.name))
+
+
+def _lock_seed() -> bytes:
+    return json.dumps({"version": 1, "release": "trixie", "arch": "amd64", "packages": [
+        {"name": "bash", "version": "5.2.37-2", "arch": "amd64", "sha256": "0" * 64,
+         "size": 10, "filename": "pool/main/b/bash/bash.deb", "base": "http://x/debian"}],
+        "kernel": None}).encode()
+
+
+def t_toml(data: bytes) -> None:
+    from rdforge import config
+
+    with tempfile.NamedTemporaryFile(suffix=".toml") as f:
+        f.write(data)
+        f.flush()
+        config.load(Path(f.name))
+
+
+def t_deb(data: bytes) -> None:
+    from rdforge.formats.deb import DebFile
+
+    with tempfile.NamedTemporaryFile(suffix=".deb") as f:
+        f.write(data)
+        f.flush()
+        with DebFile(Path(f.name)) as d:
+            d.control()
+            for _ti, _c in d.data(1 << 20):
+                pass
+
+
+def _deb_seed() -> bytes:
+    import tarfile
+
+    def tgz(files: dict[str, bytes]) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            for name, content in files.items():
+                ti = tarfile.TarInfo(name)
+                ti.size = len(content)
+                tar.addfile(ti, io.BytesIO(content))
+        return buf.getvalue()
+
+    out = bytearray(b"!<arch>\n")
+    for name, blob in ((b"debian-binary", b"2.0\n"),
+                       (b"control.tar.gz", tgz({"./control": b"Package: p\nVersion: 1\n"})),
+                       (b"data.tar.gz", tgz({"./usr/bin/x": b"\x7fELF", "./etc/y": b"y"}))):
+        out += (name.ljust(16) + b"0".ljust(12) + b"0".ljust(6) + b"0".ljust(6)
+                + b"100644".ljust(8) + str(len(blob)).encode().ljust(10) + b"`\n" + blob
+                + (b"\n" if len(blob) % 2 else b""))
+    return bytes(out)
+
+
+def t_packages(data: bytes) -> None:
+    from rdforge.sources.archive import parse_packages
+
+    parse_packages(data, "http://deb.example/debian", "amd64")
+
+
+PACKAGES_SEED = (b"Package: bash\nVersion: 5.2.37-2+b10\nArchitecture: amd64\n"
+                 b"Pre-Depends: libc6 (>= 2.38), libtinfo6 (>= 6)\nDepends: base-files (>= 2.1.12)\n"
+                 b"Provides: sh\nFilename: pool/main/b/bash/bash_5.2.37-2+b10_amd64.deb\n"
+                 b"Size: 1500000\nSHA256: " + b"ab" * 32 + b"\n\nPackage: dash\nVersion: 1:0.5\n"
+                 b"Architecture: amd64\nFilename: pool/d.deb\nSize: 9\nSHA256: " + b"cd" * 32 + b"\n")
+
+
+def t_tpm2_public(data: bytes) -> None:
+    from rdforge.formats import tpm2
+
+    tpm2.parse_public(data)
+
+
+def _pe_seed() -> bytes:
+    """A small PE32+ image with two sections, as a UKI's stub has them."""
+    import struct
+
+    from rdforge.formats import pe
+
+    hdr = bytearray(0x400)
+    hdr[:2] = b"MZ"
+    struct.pack_into("<I", hdr, 0x3C, 0x40)
+    hdr[0x40:0x44] = b"PE\0\0"
+    opt_size = 112 + 16 * 8
+    pe.COFF.pack_into(hdr, 0x44, 0x8664, 2, 0, 0, 0, opt_size, 0x22)
+    opt = 0x44 + pe.COFF.size
+    struct.pack_into("<H", hdr, opt, pe.MAGIC_PE32_PLUS)
+    struct.pack_into("<II", hdr, opt + pe.OPT_SECTION_ALIGNMENT, 0x1000, 0x200)
+    struct.pack_into("<II", hdr, opt + pe.OPT_SIZE_OF_IMAGE, 0x3000, 0x400)
+    table = opt + opt_size
+    body = b""
+    for i, name in enumerate((b".text", b".sbat")):
+        content = name * 40
+        pe.SECTION.pack_into(hdr, table + i * pe.SECTION.size, name, len(content),
+                             0x1000 * (i + 1), 0x200, 0x400 + 0x200 * i, 0, 0, 0, 0, 0x40000040)
+        body += content.ljust(0x200, b"\0")
+    return bytes(hdr) + body
+
+
+def t_pe(data: bytes) -> None:
+    from rdforge.formats import pe
+
+    pe.describe(data)
+
+
+def t_inspect(data: bytes) -> None:
+    from rdforge.outputs.inspect import inspect_image
+
+    with tempfile.NamedTemporaryFile(suffix=".img") as f:
+        f.write(data)
+        f.flush()
+        inspect_image(Path(f.name), check=True)
+
+
+def _initrd_seeds() -> list[bytes]:
+    from rdforge.formats import compress
+
+    raw = _cpio_seed()
+    return [compress.compress_stream(raw, "zstd"), raw + compress.compress_stream(raw, "xz")]
+
+
+def targets() -> dict[str, tuple[Callable[[bytes], object], Callable[[], list[bytes]]]]:
+    return {
+        "cpio": (t_cpio, lambda: [_cpio_seed()]),
+        "decompress": (t_decompress, _compress_seeds),
+        "elf": (t_elf, lambda: [Path("/usr/bin/true").read_bytes()]),
+        "credentials": (t_creds, _creds_seeds),
+        "deb822": (t_stanzas, lambda: [b"Package: a\nVersion: 1\n Description: x\n\nPackage: b\n"]),
+        "lock": (t_lock, lambda: [_lock_seed()]),
+        "toml": (t_toml, lambda: [b"[build]\ncompression = 'xz'\nadd_packages = ['hello']\n"]),
+        "deb": (t_deb, lambda: [_deb_seed()]),
+        "packages": (t_packages, lambda: [PACKAGES_SEED]),
+        "tpm2-public": (t_tpm2_public, lambda: [
+            (Path(__file__).parent.parent / "data/swtpm-srk.tpm2b_public").read_bytes()]),
+        "pe": (t_pe, lambda: [_pe_seed()]),
+        "inspect": (t_inspect, _initrd_seeds),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--iterations", type=int, default=5000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--only", nargs="*")
+    ns = ap.parse_args()
+    print(f"{'parser':12} {'inputs':>8} {'crashes':>8} {'hangs':>6}")
+    bad = 0
+    for name, (target, seeds) in targets().items():
+        if ns.only and name not in ns.only:
+            continue
+        r = run(target, seeds(), ns.iterations, ns.seed)
+        print(f"{name:12} {r.runs:8} {len(r.crashes):8} {r.hangs:6}")
+        for where, (what, _data) in r.crashes.items():
+            print(f"    {where}: {what}")
+        bad += len(r.crashes) + r.hangs
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
