@@ -57,24 +57,33 @@ def discard(tmp: str) -> None:
         os.unlink(tmp)
 
 
-# A temporary file this young may be one whose writer has not taken its lock yet.
-SWEEP_MIN_AGE = 10.0
+# A temporary file this young may be one whose writer has not taken its lock yet (the lock
+# follows its creation within microseconds).
+SWEEP_MIN_AGE = 2.0
 
 
 def sweep_temporaries(path: Path) -> list[str]:
     """Remove the temporary files a killed writer of path left beside it (no one holds
     their lock); returns their names."""
+    return _sweep(path.parent, lambda name: name.startswith(f".{path.name}.tmp-"))
+
+
+def sweep_dir_temporaries(directory: Path) -> list[str]:
+    """Remove every temporary file of a killed writer in directory (a cache's)."""
+    return _sweep(directory, lambda name: name.startswith(".") and ".tmp-" in name)
+
+
+def _sweep(directory: Path, match: Callable[[str], bool]) -> list[str]:
     gone: list[str] = []
     try:
-        names = os.listdir(path.parent)
+        names = os.listdir(directory)
     except OSError:
         return gone
-    prefix = f".{path.name}.tmp-"
     now = time.time()
     for name in names:
-        if not name.startswith(prefix):
+        if not match(name):
             continue
-        full = os.path.join(path.parent, name)
+        full = os.path.join(directory, name)
         try:
             if now - os.lstat(full).st_mtime < SWEEP_MIN_AGE:
                 continue

@@ -439,6 +439,9 @@ def archive(tree: Tree, mtime: int, algo: str, level: int | None) -> tuple[bytes
     cpio.write(comp, entries)
     data = comp.finish()
     write_derived(hit, data)
+    from rdforge.fsutil import sweep_dir_temporaries
+
+    sweep_dir_temporaries(d)
     kept = [f for f in d.iterdir() if not f.name.endswith(".sha256") and not f.name.startswith(".")]
     for f in sorted(kept, key=lambda f: f.stat().st_mtime)[:-COMPRESSED_KEEP]:
         f.unlink(missing_ok=True)

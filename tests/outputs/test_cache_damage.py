@@ -20,13 +20,18 @@ class Cache:
     def __init__(self, root: Path, work: Path) -> None:
         self.root, self.work = root, work
 
+    def command(self, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "rdforge.cli", "build", "-q", "-o",
+                str(self.work / "initrd.img"), "--lock", str(self.work / "rdforge.lock"), *extra]
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "RDFORGE_CACHE": str(self.root)}
+
     def build(self) -> tuple[str, str]:
-        out = self.work / "initrd.img"
-        r = subprocess.run([sys.executable, "-m", "rdforge.cli", "build", "-q", "-o", str(out),
-                            "--lock", str(self.work / "rdforge.lock")], capture_output=True,
-                           text=True, env={**os.environ, "RDFORGE_CACHE": str(self.root)})
+        r = subprocess.run(self.command(), capture_output=True, text=True, env=self.env)
         assert r.returncode == 0, r.stderr
-        return hashlib.sha256(out.read_bytes()).hexdigest(), r.stderr
+        return hashlib.sha256((self.work / "initrd.img").read_bytes()).hexdigest(), r.stderr
 
     def entries(self, pattern: str) -> list[Path]:
         return sorted(p for p in self.root.glob(pattern) if not p.name.endswith(".sha256"))
@@ -49,8 +54,9 @@ def cache(tmp_path_factory: pytest.TempPathFactory, default_build: Path) -> tupl
 
     root = tmp_path_factory.mktemp("cache")
     shared = cache_root()
-    # Downloads are read only (hard links: no copy); the derived entries are made anew here.
-    subprocess.run(["cp", "-al", str(shared / "blobs"), str(root / "blobs")], check=True)
+    # Downloads are shared (content-addressed, checked on use; no trial damages them); the
+    # derived entries are made anew here.
+    (root / "blobs").symlink_to(shared / "blobs")
     for d in ("dists", "index"):
         if (shared / d).exists():
             shutil.copytree(shared / d, root / d)
@@ -111,3 +117,46 @@ def test_damaged_vmlinuz_never_reaches_a_boot_or_uki(cache: tuple[Cache, str],
         find_kernel(img)
     assert c.build()[0] == good  # extracted anew
     assert find_kernel(img).read_bytes()[:2] == b"MZ"
+
+
+def test_builds_killed_at_any_point_leave_no_litter_and_no_wrong_image(
+        cache: tuple[Cache, str]) -> None:
+    """SIGKILL while the kernel is extracted, modules installed, the image compressed and
+    written; the next build gives the known-good bytes and leaves nothing behind."""
+    import signal
+    import time
+
+    c, good = cache
+    out = c.work / "initrd.img"
+    before = out.read_bytes()
+    trials = 0
+    for prep, delays in (("kernel", (1.5, 4.0, 8.0)), ("epoch", (1.0, 3.0, 6.0, 9.0))):
+        for i, delay in enumerate(delays):
+            extra: tuple[str, ...] = ()
+            if prep == "kernel":
+                shutil.rmtree(c.kernel())
+            else:  # content no cache holds: every step through compression runs
+                extra = ("--source-date-epoch", str(1_700_000_000 + 97 * trials + i))
+            proc = subprocess.Popen(c.command(*extra), env=c.env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            time.sleep(delay)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            trials += 1
+            # Whatever it reached, the image at the output path is a complete one: the last
+            # good image, or the killed build's own, finished before the kill.
+            now = out.read_bytes()
+            if now != before:
+                from rdforge.formats import compress, cpio
+
+                entries, _end = cpio.read(compress.decompress(now))
+                assert any(e.name == "init" for e in entries)
+            time.sleep(2.5)  # past the age under which a temporary might be a live writer's
+            assert c.build()[0] == good
+            before = good_bytes = out.read_bytes()
+            assert hashlib.sha256(good_bytes).hexdigest() == good
+            litter = [p.name for p in c.work.iterdir() if p.name.startswith(".")]
+            litter += [p.name for p in c.root.iterdir() if p.name.startswith(".kernel-")]
+            litter += [p.name for p in (c.root / "compressed").iterdir() if ".tmp-" in p.name]
+            assert litter == [], (prep, delay, litter)
+    assert trials == 7
