@@ -73,34 +73,41 @@ def sweep_dir_temporaries(directory: Path) -> list[str]:
     return _sweep(directory, lambda name: name.startswith(".") and ".tmp-" in name)
 
 
+def _unheld(path: str) -> bool:
+    """Nobody holds the lock on this file (its writer is gone), and it is old enough that a
+    writer had time to take it."""
+    try:
+        if time.time() - os.lstat(path).st_mtime < SWEEP_MIN_AGE:
+            return False
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False  # a writer is at work on it
+    finally:
+        os.close(fd)
+
+
+def _names(directory: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(directory))
+    except OSError:
+        return []
+
+
 def _sweep(directory: Path, match: Callable[[str], bool]) -> list[str]:
     gone: list[str] = []
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return gone
-    now = time.time()
-    for name in names:
-        if not match(name):
-            continue
+    for name in _names(directory):
         full = os.path.join(directory, name)
-        try:
-            if now - os.lstat(full).st_mtime < SWEEP_MIN_AGE:
-                continue
-            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            continue  # a writer is at work on it
-        finally:
-            os.close(fd)
-        try:
-            os.unlink(full)
-            gone.append(name)
-        except OSError:
-            pass
+        if match(name) and _unheld(full):
+            try:
+                os.unlink(full)
+                gone.append(name)
+            except OSError:
+                pass
     return gone
 
 
@@ -124,34 +131,22 @@ def hold_lock(directory: Path) -> int:
 
 
 def sweep_work_dirs(parent: Path, prefix: str) -> list[str]:
-    """Remove work directories under parent named prefix* that no live process holds."""
+    """Remove work directories under parent named prefix* that no live process holds (a
+    directory without its lock file yet counts by its own age)."""
     import shutil
 
     gone: list[str] = []
-    try:
-        names = os.listdir(parent)
-    except OSError:
-        return gone
-    now = time.time()
-    for name in names:
+    for name in _names(parent):
         d = parent / name
-        if not name.startswith(prefix) or not d.is_dir() or d.is_symlink():
+        if not name.startswith(prefix) or d.is_symlink() or not d.is_dir():
             continue
         lock = d / ".in-use"
         try:
-            if not lock.exists():
-                if now - d.stat().st_mtime < SWEEP_MIN_AGE:
-                    continue  # just made: its lock may not be taken yet
-            else:
-                fd = os.open(lock, os.O_RDONLY)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    continue
-                finally:
-                    os.close(fd)
+            dead = _unheld(str(lock)) if lock.exists() else (
+                time.time() - d.stat().st_mtime >= SWEEP_MIN_AGE)
         except OSError:
             continue
-        shutil.rmtree(d, ignore_errors=True)
-        gone.append(name)
+        if dead:
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(name)
     return gone

@@ -49,6 +49,7 @@ def test_killed_work_directories_are_swept(tmp_path: Path) -> None:
     dead = tmp_path / ".kernel-dead"
     dead.mkdir()
     os.close(fsutil.hold_lock(dead))  # its process is gone: nobody holds the lock
+    _age(dead / ".in-use", 60)
     young = tmp_path / ".kernel-young"
     young.mkdir()  # no lock yet, just made
     try:
