@@ -346,8 +346,6 @@ def commit_together(files: list[tuple[Path, bytes]]) -> None:
                 raise RdforgeError(f"{path}: is a directory")
             try:
                 staged.append(stage(path, data))
-            except IsADirectoryError:
-                raise RdforgeError(f"{path}: is a directory") from None
             except NotADirectoryError:
                 raise RdforgeError(f"{path}: a part of the path is not a directory") from None
             except PermissionError:

@@ -15,9 +15,8 @@ What the initrd changes around them, all declarative:
 
 from __future__ import annotations
 
+from rdforge.tree.fixups import UNITDIR
 from rdforge.tree.model import FILE, Tree
-
-UNITDIR = "usr/lib/systemd/system"
 
 LVM_CONF = """\
 # rdforge: lvm2's compiled-in defaults apply, except where the initrd differs from the

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from rdforge.tree import storage
+from rdforge.tree.fixups import UNITDIR
 from rdforge.tree.model import SYMLINK, Tree
 
 
@@ -20,7 +21,7 @@ def tree_with(*paths: str) -> Tree:
 
 def test_lvm_and_mdadm_configured_only_where_present() -> None:
     t = tree_with("usr/sbin/lvm", "etc/lvm/lvm.conf", "usr/bin/systemd-run",
-                  f"{storage.UNITDIR}/lvm2-monitor.service")
+                  f"{UNITDIR}/lvm2-monitor.service")
     done = storage.storage_stacks(t)
     conf = t.get("etc/lvm/lvm.conf")
     assert conf is not None and b"monitoring = 0" in conf.data
@@ -40,7 +41,7 @@ def test_mdadm_assembles_every_array_as_local_and_reports_degraded_starts() -> N
     storage.storage_stacks(t)
     conf = t.get("etc/mdadm/mdadm.conf")
     assert conf is not None and b"HOMEHOST <ignore>" in conf.data
-    dropin = t.get(f"{storage.UNITDIR}/mdadm-last-resort@.service.d/10-rdforge.conf")
+    dropin = t.get(f"{UNITDIR}/mdadm-last-resort@.service.d/10-rdforge.conf")
     assert dropin is not None and f"/{storage.MD_REPORT} %i".encode() in dropin.data
     script = t.get(storage.MD_REPORT)
     assert script is not None and script.mode == 0o755
