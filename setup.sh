@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what rdforge and its tests need on a Debian machine (system packages via apt, then
-# the Python package), then builds the default initrd. Run as root. `--deps-only` skips the build.
+# rdforge and its Python libraries into a virtual environment, .venv, so that a stock Debian
+# python3, which refuses pip (PEP 668), is never touched), then builds the default initrd.
+# Run as root. `--deps-only` skips the build.
 set -euo pipefail
 cd "$(dirname "$0")"
 APT_PACKAGES=(
@@ -12,6 +14,7 @@ APT_PACKAGES=(
   busybox-static
   systemd openssl openssh-client               # systemd-creds, PKCS#7 and ssh reference tools
   tpm2-tools                                     # the TPM libraries systemd-creds loads
+  python3-venv                                   # the virtual environment rdforge runs in
 )
 # ... and the one that reaches a software TPM (renamed for the 64-bit time_t transition)
 # shellcheck disable=SC1091
@@ -29,9 +32,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-python3 -c 'import rdforge, zstandard, lz4, cryptography, pefile, virt.firmware, pytest, xdist' 2>/dev/null && \
-  [ "$(python3 -c 'import rdforge,os;print(os.path.dirname(rdforge.__file__))')" = "$PWD/rdforge" ] || \
-  python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+VENV="$PWD/.venv"
+if ! "$VENV/bin/python3" -c 'import rdforge, zstandard, lz4, cryptography, pefile, virt.firmware, pytest, xdist' \
+     2>/dev/null || [ "$("$VENV/bin/python3" -c 'import rdforge,os;print(os.path.dirname(rdforge.__file__))')" != "$PWD/rdforge" ]; then
+  echo "setup: installing rdforge into $VENV" >&2
+  [ -x "$VENV/bin/python3" ] || python3 -m venv "$VENV"
+  "$VENV/bin/python3" -m pip install -q --disable-pip-version-check -e '.[test]'
+fi
 if [ "${1:-}" != "--deps-only" ]; then
-  rdforge build -o initrd.img
+  "$VENV/bin/rdforge" build -o initrd.img
+  echo "setup: rdforge is $VENV/bin/rdforge ('. .venv/bin/activate' puts it on PATH)" >&2
 fi
