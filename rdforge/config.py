@@ -25,6 +25,7 @@ class Setting:
     default: Any
     help: str
     cli: bool = True
+    path: bool = False  # names local files: relative ones in a TOML file mean its directory
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -33,7 +34,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("mirror", str, "", "archive URI (http:// or file://); default: the host's apt sources"),
     Setting("components", list, ["main"], "archive components (firmware lives in non-free-firmware)"),
     Setting("keyring", str, "", "OpenPGP keyring that signs the archive; default: the source's "
-            "Signed-By, else debian-archive-keyring"),
+            "Signed-By, else debian-archive-keyring", path=True),
     Setting("packages", list, list(DEFAULT_PACKAGES), "the base package set", cli=False),
     Setting("add_packages", list, [], "packages to add to the base set"),
     Setting("remove_packages", list, ["tpm-udev", "debconf"], "packages never to install; "
@@ -43,7 +44,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dlopen_features", list, ["cryptsetup", "tpm"],
             "systemd dlopen() features (\"suggested\" ones) to include"),
     Setting("kernel_version", str, "", "kernel version (default: newest linux-image of the release)"),
-    Setting("modules_dir", str, "", "take modules from this lib/modules/KVER directory instead"),
+    Setting("modules_dir", str, "", "take modules from this lib/modules/KVER directory instead", path=True),
     Setting("modules", str, "generic", "module profile: generic, host-only or none"),
     Setting("add_modules", list, [], "extra kernel modules by name"),
     Setting("exclude_modules", list, [], "kernel modules never to include"),
@@ -52,16 +53,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("compression_level", int, -1, "compression level (-1: the algorithm's default)"),
     Setting("prune", list, [], "extra glob patterns of paths to drop"),
     Setting("keep", list, [], "glob patterns of paths never to drop"),
-    Setting("files", dict, {}, "extra files: image path -> local file", cli=False),
-    Setting("trust", list, [], "X.509 certificates (PEM) the initrd trusts for signed sysexts"),
+    Setting("files", dict, {}, "extra files: image path -> local file", cli=False, path=True),
+    Setting("trust", list, [], "X.509 certificates (PEM) the initrd trusts for signed sysexts", path=True),
     Setting("sysext_image_policy", str, "root=signed+absent:usr=signed+absent",
             "image policy for system extensions (systemd.image-policy(7)); the default "
             "accepts only extensions whose verity root hash is signed by a trusted key"),
-    Setting("output", str, "initrd.img", "where to write the image"),
-    Setting("lock", str, "rdforge.lock", "lock file written on every build"),
+    Setting("output", str, "initrd.img", "where to write the image", path=True),
+    Setting("lock", str, "", "lock file: written by a build, read (never written) with --locked; "
+            "default: beside the config file (-c my.toml: my.lock), else beside the image "
+            "(initrd.img.lock)", path=True),
     Setting("locked", bool, False, "build exactly the packages pinned in the lock file"),
     Setting("offline", bool, False, "use only the cache and local .deb directories"),
-    Setting("deb_dir", str, "", "a local directory of .deb files to use as the package source"),
+    Setting("deb_dir", str, "", "a local directory of .deb files to use as the package source", path=True),
     Setting("source_date_epoch", int, -1, "timestamp for every file (default: newest package)"),
     Setting("hwdb", bool, False, "keep the udev hardware database"),
     Setting("max_file_size", int, 256, "largest file a package may put into the image, MiB"),
@@ -96,7 +99,7 @@ class Config:
     trust: list[str] = field(default_factory=list)
     sysext_image_policy: str = "root=signed+absent:usr=signed+absent"
     output: str = "initrd.img"
-    lock: str = "rdforge.lock"
+    lock: str = ""
     locked: bool = False
     offline: bool = False
     deb_dir: str = ""
@@ -142,6 +145,19 @@ def _coerce(s: Setting, value: Any, where: str) -> Any:
     return value
 
 
+def _relative_to(base: Path, value: Any) -> Any:
+    """A TOML file's relative paths, taken from its directory (as dpkg's and systemd's
+    configuration does), so a config and its lock can live together in a source tree."""
+    def one(v: str) -> str:
+        return v if not v or Path(v).is_absolute() or "://" in v else str(base / v)
+
+    if isinstance(value, list):
+        return [one(v) for v in value]
+    if isinstance(value, dict):
+        return {k: one(v) for k, v in value.items()}
+    return one(value)
+
+
 def load(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
     """Defaults, then the TOML file's [build] table (or top level), then CLI overrides."""
     cfg = Config()
@@ -165,11 +181,14 @@ def load(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
             s = _BY_KEY.get(k)
             if s is None:
                 raise ConfigError(f"{path}: unknown key {k!r}")
-            setattr(cfg, k, _coerce(s, v, str(path)))
+            value = _coerce(s, v, str(path))
+            setattr(cfg, k, _relative_to(path.parent, value) if s.path else value)
     for k, v in (overrides or {}).items():
         if v is None:
             continue
         setattr(cfg, k, _coerce(_BY_KEY[k], v, "command line"))
+    if path is not None and not cfg.lock:
+        cfg.lock = str(path.with_suffix(".lock"))
     validate(cfg)
     return cfg
 

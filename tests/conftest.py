@@ -80,7 +80,7 @@ class TrixieTools:
 def trixie_systemd(tmp_path_factory: pytest.TempPathFactory) -> TrixieTools:
     """trixie's systemd-dissect, systemd-measure and systemd-keyutil (systemd 257) with the
     libraries they load."""
-    from rdforge.outputs.initrd import fetch_all
+    from rdforge.sources.fetch import fetch_all
     from rdforge.sources.plan import load_universe, resolve_set
 
     cfg = Config()

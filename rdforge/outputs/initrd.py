@@ -10,16 +10,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rdforge.config import Config
-from rdforge.errors import CheckError, ConfigError, HashMismatch, KernelError, RdforgeError
+from rdforge.errors import CheckError, ConfigError, KernelError, RdforgeError
 from rdforge.formats import compress, cpio
 from rdforge.formats.elf import is_elf, read_elf
 from rdforge.fsutil import discard, read_local_file, stage
 from rdforge.progress import Progress
 from rdforge.sources import lock as lockfile
 from rdforge.sources.archive import Package
-from rdforge.sources.cache import BlobCache, sha256_file
+from rdforge.sources.fetch import Fetcher
 from rdforge.sources.plan import (
     PackageSource,
+    archive_sources,
     kernel_package,
     load_universe,
     package_for_soname,
@@ -47,25 +48,6 @@ class BuildResult:
     files: int
     manifest: dict[str, object] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def fetch_all(pkgs: list[Package], offline: bool) -> list[Path]:
-    blobs = BlobCache()
-
-    def one(p: Package) -> Path:
-        if not p.base and os.path.isabs(p.filename):  # a local .deb
-            if sha256_file(Path(p.filename)) != p.sha256:
-                raise HashMismatch(f"{p.filename}: sha256 differs from the lock file")
-            return Path(p.filename)
-        if offline:
-            hit = blobs.lookup(p.sha256, p.size)
-            if hit is None:
-                raise RdforgeError(f"{p.key}: not in the cache and --offline forbids fetching")
-            return hit
-        return blobs.fetch(p.url, p.sha256, p.size)
-
-    with ThreadPoolExecutor(max_workers=8) as ex:
-        return list(ex.map(one, pkgs))
 
 
 def dlopen_wants(tree: Tree, features: list[str]) -> set[str]:
@@ -105,16 +87,18 @@ class Builder:
         # decompressor's memory would then add to the unpacking's, and peak memory with it.)
         self._kernel_pool = ThreadPoolExecutor(max_workers=1)
         self._kernel_deb: Future[Path] | None = None
+        self.fetcher = Fetcher(cfg.offline, Path(cfg.deb_dir) if cfg.deb_dir else None,
+                               lambda: [s.uri for s in archive_sources(cfg)])
 
     def prefetch_kernel(self, kernel: Package | None) -> None:
         cfg = self.cfg
         if kernel is None or cfg.modules_dir or cfg.modules == "none" or self._kernel_deb:
             return
-        self._kernel_deb = self._kernel_pool.submit(lambda: fetch_all([kernel], cfg.offline)[0])
+        self._kernel_deb = self._kernel_pool.submit(self.fetcher.one, kernel)
 
     def unpack(self, pkgs: list[Package]) -> None:
         new = [p for p in pkgs if p.name not in self.unpacked]
-        paths = fetch_all(new, self.cfg.offline)
+        paths = self.fetcher.all(new)
         for p, path in zip(new, paths, strict=True):
             added, newest = unpack_deb(self.tree, path, p.name, self.pruner, self.policy)
             self.pkg_bytes[p.name] = added
@@ -124,11 +108,12 @@ class Builder:
     def packages(self) -> tuple[list[Package], Package | None, PackageSource | None]:
         cfg = self.cfg
         if cfg.locked:
-            lk = lockfile.read(Path(cfg.lock))
+            lock = lock_path(cfg)
+            lk = lockfile.read(lock)
             if lk.release != cfg.release or lk.arch != cfg.arch:
-                raise RdforgeError(f"{cfg.lock}: locked for {lk.release}/{lk.arch}, "
+                raise RdforgeError(f"{lock}: locked for {lk.release}/{lk.arch}, "
                                    f"not {cfg.release}/{cfg.arch}")
-            self.p.phase("packages", f"{len(lk.packages)} pinned by {cfg.lock}")
+            self.p.phase("packages", f"{len(lk.packages)} pinned by {lock}")
             if not cfg.kernel_version or (lk.kernel and lk.kernel.name.endswith(cfg.kernel_version)):
                 self.prefetch_kernel(lk.kernel)
             self.unpack(lk.packages)
@@ -218,7 +203,7 @@ class Builder:
         if not pkgs:
             return wanted
         fw_tree = new_tree()
-        for p, path in zip(pkgs, fetch_all(pkgs, self.cfg.offline), strict=True):
+        for p, path in zip(pkgs, self.fetcher.all(pkgs), strict=True):
             # Whole firmware packages are far larger than what the image takes from them.
             unpack_deb(fw_tree, path, p.name, Pruner(("usr/share/*",)),
                        ContentPolicy(self.policy.max_file, 1 << 62))
@@ -324,15 +309,29 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
         "check_warnings": rep.warnings,
     }
     p.phase("write", str(out))
-    commit_together([
-        (out, image),
-        (out.with_name(out.name + ".manifest.json"), (json.dumps(manifest, indent=1) + "\n").encode()),
-        (Path(cfg.lock), lockfile.Lock(cfg.release, cfg.arch, pkgs, kernel).to_json().encode()),
-    ])
+    files = [(out, image), (out.with_name(out.name + ".manifest.json"),
+                            (json.dumps(manifest, indent=1) + "\n").encode())]
+    if not cfg.locked:  # a locked build reads its lock and never writes it
+        lock_bytes = lockfile.Lock(cfg.release, cfg.arch, pkgs, kernel).to_json().encode()
+        if _read_or_none(lock_path(cfg)) != lock_bytes:
+            files.append((lock_path(cfg), lock_bytes))
+    commit_together(files)
     timings = dict(p.timings)
     total = p.done()
     timings["total"] = total
     return BuildResult(out, len(image), sha, pkgs, kver, len(mods), len(b.tree), manifest, timings)
+
+
+def lock_path(cfg: Config) -> Path:
+    """--lock, else beside the image (`-c FILE` makes it FILE's name with .lock)."""
+    return Path(cfg.lock) if cfg.lock else Path(cfg.output + ".lock")
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def commit_together(files: list[tuple[Path, bytes]]) -> None:

@@ -202,7 +202,7 @@ def _restore_from_base(tree: Tree, base: BaseImage, candidates: dict[str, Packag
     """Files of the base image's own packages (all, or `packages`) that its build pruned (a
     daemon the initrd does not need by default, like systemd-networkd), at the versions the
     base image has."""
-    from rdforge.outputs.initrd import fetch_all
+    from rdforge.sources.fetch import fetch_all
 
     pkgs = []
     for name, sha in sorted(base.package_sha256.items()):
@@ -302,7 +302,7 @@ def build_sysext(o: SysextOptions, progress: Progress | None = None) -> SysextRe
             raise SysextError(f"already in the base image: {', '.join(already)}")
         pkgs = resolve_set(src.universe, cfg, o.packages)
         p.phase("fetch+unpack", f"{len(pkgs)} packages not in the base image")
-        from rdforge.outputs.initrd import fetch_all
+        from rdforge.sources.fetch import fetch_all
 
         pruner = Pruner(DEFAULT_PRUNE, ())
         for pkg, path in zip(pkgs, fetch_all(pkgs, o.offline), strict=True):

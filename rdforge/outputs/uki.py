@@ -67,7 +67,7 @@ def os_release_text(fields: dict[str, str]) -> bytes:
 def stub_from_archive(release: str, arch: str, addon: bool, offline: bool,
                       version: str = "") -> tuple[bytes, str]:
     """The EFI stub from the release's systemd-boot-efi (verified like every package)."""
-    from rdforge.outputs.initrd import fetch_all
+    from rdforge.sources.fetch import fetch_all
     from rdforge.sources.plan import load_universe
 
     if arch not in STUBS:

@@ -20,7 +20,7 @@ from rdforge.fsutil import write_atomic
 from rdforge.sources.aptconf import DEFAULT_KEYRING, AptSource
 from rdforge.sources.cache import BlobCache, cache_root, fetch_bytes
 
-INDEX_FORMAT = 5  # bump when Package changes shape (or what its fields share)
+INDEX_FORMAT = 6  # bump when Package changes shape (or what its fields share)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,8 @@ class Package:
     source: str = ""
     essential: bool = False
     priority: str = "optional"
-    base: str = ""  # archive base URI, or "" when filename is a local path
+    base: str = ""  # archive base URI the record came from ("" for a lock's or a local one)
+    local: str = ""  # the local .deb file the record was read from (never written to a lock)
 
     @property
     def url(self) -> str:

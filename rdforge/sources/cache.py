@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -17,12 +18,33 @@ CHUNK = 1 << 20
 
 
 def cache_root() -> Path:
-    """$RDFORGE_CACHE, else $XDG_CACHE_HOME/rdforge, else ~/.cache/rdforge."""
+    """$RDFORGE_CACHE, else $XDG_CACHE_HOME/rdforge, else ~/.cache/rdforge; created when
+    missing. Where none can be created (a package build's HOME is /nonexistent), a temporary
+    directory serves this one run, which then caches nothing for the next."""
     env = os.environ.get("RDFORGE_CACHE")
     if env:
-        return Path(env)
+        return _usable(Path(env))
     xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "rdforge"
+    return _usable((Path(xdg) if xdg else Path.home() / ".cache") / "rdforge")
+
+
+@functools.cache
+def _usable(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if os.access(path, os.W_OK | os.X_OK):
+            return path
+    except OSError:
+        pass
+    import atexit
+    import shutil
+    import sys
+
+    tmp = Path(tempfile.mkdtemp(prefix="rdforge-cache-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    print(f"rdforge: cache {path} cannot be created or written; using {tmp} for this run "
+          "(set RDFORGE_CACHE to keep downloads)", file=sys.stderr)
+    return tmp
 
 
 def report_damaged(path: Path, why: str) -> None:

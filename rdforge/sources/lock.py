@@ -1,4 +1,7 @@
-"""rdforge.lock: the pinned package set of a build (name, version, arch, sha256, path)."""
+"""The lock file: the pinned package set of a build (name, version, arch, sha256, size, and
+the file's path in the archive). It names no mirror host and no path on the machine that
+wrote it, so a lock committed to a source tree builds the same bytes anywhere: from the
+archive, the cache, or a directory of the pinned .debs."""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ from rdforge.errors import LockError
 from rdforge.fsutil import write_atomic
 from rdforge.sources.archive import Package
 
-LOCK_VERSION = 1
+LOCK_VERSION = 2
+READABLE = (1, 2)  # version 1 also recorded the mirror and local paths; both are ignored
 
 
 @dataclass
@@ -23,9 +27,10 @@ class Lock:
     def to_json(self) -> str:
         def rec(p: Package) -> dict[str, object]:
             d = asdict(p)
+            d.pop("base"), d.pop("local")  # where this machine found it: not the lock's business
             return {"name": d.pop("name"), "version": d.pop("version"),
                     "architecture": d.pop("arch"), "sha256": d.pop("sha256"),
-                    "size": d.pop("size"), "path": d.pop("filename"), "base": d.pop("base"),
+                    "size": d.pop("size"), "path": d.pop("filename"),
                     **{k: v for k, v in d.items() if v not in ("", False)}}
 
         data = {"lock-version": LOCK_VERSION, "release": self.release, "arch": self.arch,
@@ -36,13 +41,16 @@ class Lock:
 
 def _pkg(d: dict[str, object], where: str) -> Package:
     try:
+        path = str(d["path"])
+        if path.startswith("/"):  # a version 1 lock's local .deb: only its name is kept
+            path = path.rsplit("/", 1)[-1]
         return Package(name=str(d["name"]), version=str(d["version"]),
-                       arch=str(d["architecture"]), filename=str(d["path"]),
+                       arch=str(d["architecture"]), filename=path,
                        sha256=str(d["sha256"]), size=int(str(d["size"])),
                        depends=str(d.get("depends", "")), pre_depends=str(d.get("pre_depends", "")),
                        provides=str(d.get("provides", "")), multi_arch=str(d.get("multi_arch", "")),
                        source=str(d.get("source", "")), essential=bool(d.get("essential", False)),
-                       priority=str(d.get("priority", "optional")), base=str(d.get("base", "")))
+                       priority=str(d.get("priority", "optional")))
     except (KeyError, ValueError) as e:
         raise LockError(f"{where}: malformed package entry ({e})") from None
 
@@ -54,8 +62,9 @@ def read(path: Path) -> Lock:
         raise LockError(f"{path}: no lock file (build once without --locked to write it)") from None
     except ValueError as e:
         raise LockError(f"{path}: malformed lock file ({e})") from None
-    if not isinstance(data, dict) or data.get("lock-version") != LOCK_VERSION:
-        raise LockError(f"{path}: not an rdforge lock file of version {LOCK_VERSION}")
+    if not isinstance(data, dict) or data.get("lock-version") not in READABLE:
+        raise LockError(f"{path}: not an rdforge lock file of version "
+                        f"{' or '.join(map(str, READABLE))}")
     pkgs = [_pkg(d, str(path)) for d in data.get("packages", [])]
     kernel = _pkg(data["kernel"], str(path)) if data.get("kernel") else None
     return Lock(str(data.get("release", "")), str(data.get("arch", "")), pkgs, kernel)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import re
@@ -40,7 +41,8 @@ def local_packages(deb_dir: Path, arch: str) -> list[Package]:
         if ctl.get("Architecture") not in (arch, "all"):
             continue
         sha = hashlib.sha256(p.read_bytes()).hexdigest()
-        out.append(package_from_control(ctl, "", str(p.resolve()), sha, p.stat().st_size))
+        pkg = package_from_control(ctl, "", p.name, sha, p.stat().st_size)
+        out.append(dataclasses.replace(pkg, local=str(p.resolve())))
     return out
 
 

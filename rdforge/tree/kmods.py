@@ -111,6 +111,7 @@ class KernelIndex:
     modules: dict[str, Module]
     builtin: set[str]
     digests: dict[str, str] = field(default_factory=dict)  # file -> sha256, when cached
+    local: bool = False  # root is an installed kernel's lib/modules/KVER, not a cache dir
 
     @property
     def vmlinuz(self) -> Path:
@@ -119,6 +120,8 @@ class KernelIndex:
     def read(self, rel: str) -> bytes:
         """A file of the kernel's tree (modules/..., vmlinuz), checked against the sha256
         taken when it was extracted from the verified package."""
+        if self.local:
+            return (self.moddir / rel.removeprefix("modules/")).read_bytes()
         data = (self.root / rel).read_bytes()
         want = self.digests.get(rel)
         if want is not None and hashlib.sha256(data).hexdigest() != want:
@@ -127,7 +130,7 @@ class KernelIndex:
 
     @property
     def moddir(self) -> Path:
-        return self.root / "modules"
+        return self.root if self.local else self.root / "modules"
 
 
 class DamagedCache(KernelError):
@@ -267,18 +270,36 @@ def index_kernel_deb(deb: Path, sha256: str) -> KernelIndex:
     return _load(root, idx)
 
 
+# Where an installed kernel's modules come from, most preferred first: depmod's default search
+# order puts updates/ (DKMS's place on Debian) before the kernel's own, and extra/ after.
+_MODULE_DIR_RANK = {"updates": 0, "kernel": 1, "extra": 2}
+
+
 def index_module_dir(moddir: Path) -> KernelIndex:
-    """Index a local lib/modules/KVER directory (its parent's name is not needed)."""
+    """Index an installed kernel's lib/modules/KVER directory (DKMS and custom kernels): the
+    directory's name is the kernel version. A module found in several places is taken from
+    the first of updates/, kernel/, extra/, then any other directory."""
     if not moddir.is_dir():
         raise KernelError(f"{moddir}: no such modules directory")
+    if not (moddir / "kernel").is_dir() and not any(moddir.glob("*.ko*")):
+        raise KernelError(f"{moddir}: not a lib/modules/KVER directory (it has no kernel/)")
     modules: dict[str, Module] = {}
-    for p in sorted(moddir.rglob("*.ko*")):
+    found = [p for p in moddir.rglob("*.ko*") if p.is_file() and re.search(r"\.ko(\.\w+)?$", p.name)]
+
+    def rank(p: Path) -> tuple[int, str]:
+        top = p.relative_to(moddir).parts[0]
+        return (_MODULE_DIR_RANK.get(top, 3), p.as_posix())
+
+    for p in sorted(found, key=rank, reverse=True):  # the preferred one is read last, and wins
         rel = p.relative_to(moddir).as_posix()
-        mod = _parse_module(rel, p.read_bytes())
+        try:
+            mod = _parse_module(rel, p.read_bytes())
+        except OSError as e:
+            raise KernelError(f"{p}: cannot read ({e.strerror})") from None
         modules[mod.name] = mod
     builtin_f = moddir / "modules.builtin"
     builtin = {modname(x) for x in builtin_f.read_text().split()} if builtin_f.exists() else set()
-    return KernelIndex(moddir.name, moddir.parent, modules, builtin)
+    return KernelIndex(moddir.name, moddir, modules, builtin, local=True)
 
 
 def _load(root: Path, idx: Path) -> KernelIndex:
@@ -329,6 +350,9 @@ def install(tree: Tree, kidx: KernelIndex, mods: list[Module],
 
     base = f"usr/lib/modules/{kidx.kver}"
     decompress = {m.path: plain(m) for m in mods}
+    if kidx.local:  # an installed kernel's directory is not a cache: never write into it
+        _install_fresh(tree, kidx, mods, decompress)
+        return
     key = hashlib.sha256(json.dumps(sorted(decompress.items())).encode()).hexdigest()
     stored = kidx.root / "installed" / f"{key[:32]}.pickle.zst"
     blob = read_derived(stored)

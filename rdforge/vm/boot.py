@@ -238,7 +238,7 @@ def qemu_command(opts: BootOptions, boot_args: list[str], root: Path | None, acc
 
 def default_root(opts: BootOptions) -> Path:
     from rdforge.config import Config
-    from rdforge.outputs.initrd import fetch_all
+    from rdforge.sources.fetch import fetch_all
     from rdforge.sources.plan import load_universe
     from rdforge.vm.rootfs import make_root_image
 

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def ukify(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """ukify from trixie's systemd-ukify package, run with this Python and pefile."""
-    from rdforge.outputs.initrd import fetch_all
+    from rdforge.sources.fetch import fetch_all
     from rdforge.sources.plan import load_universe
 
     pkg = load_universe(Config()).universe.candidates["systemd-ukify"]

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def kidx() -> kmods.KernelIndex:
-    from rdforge.outputs.initrd import fetch_all
+    from rdforge.sources.fetch import fetch_all
     from rdforge.sources.plan import kernel_package, load_universe
 
     cfg = Config()
