@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 APT_PACKAGES=(
   gpgv gpg gpg-agent debian-archive-keyring kmod  # signature checks (and test archives), depmod
   qemu-system-x86 ovmf swtpm swtpm-tools       # the boot harness
-  cpio zstd xz-utils lz4                           # reference tools for the image format
+  cpio zstd xz-utils lz4 iucode-tool               # reference tools for the image format
   e2fsprogs xfsprogs btrfs-progs dosfstools mtools fdisk gdisk
   cryptsetup-bin erofs-utils squashfs-tools sbsigntool binutils
   busybox-static

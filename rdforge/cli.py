@@ -24,7 +24,7 @@ def _build(ns: argparse.Namespace) -> int:
         print(json.dumps({"output": str(res.output), "size": res.size, "sha256": res.sha256,
                           "kernel_version": res.kernel_version, "packages": len(res.packages),
                           "modules": res.modules, "files": res.files, "timings": res.timings}))
-    else:
+    elif not ns.quiet:
         print(f"{res.output}: {res.size / 1e6:.1f} MB, {len(res.packages)} packages, "
               f"{res.modules} modules for {res.kernel_version}, sha256 {res.sha256[:16]}…")
     return 0
@@ -113,7 +113,7 @@ def _sysext(ns: argparse.Namespace) -> int:
     res = build_sysext(o, Progress(not ns.quiet and not ns.json))
     if ns.json:
         print(json.dumps(res.manifest, indent=1))
-    else:
+    elif not ns.quiet:
         print(f"{res.output}: {res.size / 1e6:.1f} MB, {len(res.packages)} packages, {res.files} "
               f"files, root hash {res.root_hash[:16]}…, {'signed' if res.signed else 'UNSIGNED'}")
         if res.dropped:
@@ -204,13 +204,31 @@ def _uki(ns: argparse.Namespace) -> int:
                                 key=Path(ns.key) if ns.key else None,
                                 cert=Path(ns.cert) if ns.cert else None, offline=ns.offline,
                                 pcr_key=Path(ns.pcr_key) if ns.pcr_key else None,
-                                splash=Path(ns.splash) if ns.splash else None))
+                                splash=Path(ns.splash) if ns.splash else None,
+                                microcode=Path(ns.microcode) if ns.microcode else None))
     if ns.json:
         print(json.dumps(info, indent=1))
     else:
         print(f"{info['output']}: {int(info['size']) / 1e6:.1f} MB UKI for {info['kernel_version']}"  # type: ignore[call-overload]
               f" ({info['stub']}), {'signed' if info['signed'] else 'unsigned'}"
               f"{', PCR 11 policies signed' if info['pcr_signed'] else ''}")
+    return 0
+
+
+def _microcode(ns: argparse.Namespace) -> int:
+    from rdforge.fsutil import write_atomic
+    from rdforge.outputs.microcode import build_microcode
+
+    cfg = config.load(Path(ns.config) if ns.config else None, config.overrides_from(ns))
+    data, info = build_microcode(cfg, ns.host, Path(ns.installed) if ns.installed else None)
+    write_atomic(Path(ns.out), data, mode=0o644)
+    info = {"output": ns.out, **info}
+    if ns.json:
+        print(json.dumps(info, indent=1))
+    else:
+        vendors = dict(info.get("vendors") or {})  # type: ignore[call-overload]
+        print(f"{ns.out}: early microcode, {len(data)} bytes ("
+              + ", ".join(f"{v} {n} bytes" for v, n in vendors.items()) + ")")
     return 0
 
 
@@ -245,7 +263,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("-o", dest="output", help="output image (same as --output)")
     config.add_arguments(b)
     b.add_argument("--json", action="store_true", help="print a JSON summary")
-    b.add_argument("-q", "--quiet", action="store_true")
+    b.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     b.set_defaults(func=_build)
 
     i = sub.add_parser("inspect", help="list what an initrd contains")
@@ -319,7 +337,7 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--offline", action="store_true", help="use only the package cache")
     x.add_argument("-o", dest="output", help="output image (default NAME.raw)")
     x.add_argument("--json", action="store_true")
-    x.add_argument("-q", "--quiet", action="store_true")
+    x.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     x.set_defaults(func=_sysext)
 
     u = sub.add_parser("uki", help="assemble a Unified Kernel Image (and sign it for Secure Boot)")
@@ -330,8 +348,24 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--pcr-key", help="RSA key (PEM) signing the PCR 11 policies of each boot "
                    "phase (.pcrsig, with its public key as .pcrpkey)")
     u.add_argument("--splash", help="BMP image systemd-stub shows while it boots (.splash)")
+    u.add_argument("--microcode", help="early microcode cpio for the .ucode section (default: "
+                   "the one an initrd built with --microcode starts with)")
     _pe_output_args(u, "vmlinuz.efi")
     u.set_defaults(func=_uki)
+
+    mc = sub.add_parser("microcode", help="the early microcode cpio alone (a boot loader's "
+                        "first initrd, kernel-install's microcode file, a UKI's .ucode)")
+    mc.add_argument("-c", "--config", help="TOML configuration file (release, mirror, lock)")
+    mc.add_argument("--host", action="store_true", help="only this machine's CPU")
+    mc.add_argument("--installed", nargs="?", const="/", metavar="ROOT",
+                    help="from the microcode packages installed under ROOT (default /) instead "
+                    "of the archive")
+    for key in ("release", "arch", "mirror", "components", "keyring", "lock", "locked",
+                "offline", "deb_dir"):
+        config.add_argument(mc, key)
+    mc.add_argument("-o", dest="out", default="microcode.cpio")
+    mc.add_argument("--json", action="store_true")
+    mc.set_defaults(func=_microcode)
 
     a = sub.add_parser("addon", help="a UKI addon carrying extra kernel command line")
     a.add_argument("--cmdline", required=True)

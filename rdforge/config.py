@@ -49,6 +49,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("add_modules", list, [], "extra kernel modules by name"),
     Setting("exclude_modules", list, [], "kernel modules never to include"),
     Setting("firmware_packages", list, [], "firmware packages to take firmware= files from"),
+    Setting("microcode", str, "none", "early CPU microcode before the image, from amd64-microcode "
+            "and intel-microcode (non-free-firmware): none, all (every vendor and CPU, for a "
+            "generic image), host (this machine's CPU)"),
     Setting("compression", str, "zstd", "zstd, xz, gzip, lz4 or none"),
     Setting("compression_level", int, -1, "compression level (-1: the algorithm's default)"),
     Setting("prune", list, [], "extra glob patterns of paths to drop"),
@@ -91,6 +94,7 @@ class Config:
     add_modules: list[str] = field(default_factory=list)
     exclude_modules: list[str] = field(default_factory=list)
     firmware_packages: list[str] = field(default_factory=list)
+    microcode: str = "none"
     compression: str = "zstd"
     compression_level: int = -1
     prune: list[str] = field(default_factory=list)
@@ -228,6 +232,8 @@ def validate(cfg: Config) -> None:
         for name in getattr(cfg, key):
             if not PACKAGE_NAME.fullmatch(name):
                 raise ConfigError(f"{key}: {name!r} is not a package name")
+    if cfg.microcode not in ("none", "all", "host"):
+        raise ConfigError(f"microcode {cfg.microcode!r} is not none, all or host")
     if cfg.modules not in ("generic", "host-only", "none"):
         raise ConfigError(f"modules profile {cfg.modules!r} is not generic, host-only or none")
 
@@ -235,17 +241,22 @@ def validate(cfg: Config) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add one flag per CLI setting (dest = setting key, default None = not given)."""
     for s in SETTINGS:
-        if not s.cli:
-            continue
-        flag = "--" + s.key.replace("_", "-")
-        if s.kind is bool:
-            p.add_argument(flag, dest=s.key, action="store_const", const=True, default=None,
-                           help=s.help)
-        elif s.kind is list:
-            p.add_argument(flag, dest=s.key, action="extend", nargs="+", default=None,
-                           metavar="X", help=s.help)
-        else:
-            p.add_argument(flag, dest=s.key, type=s.kind, default=None, help=s.help)
+        if s.cli:
+            add_argument(p, s.key)
+
+
+def add_argument(p: argparse.ArgumentParser, key: str) -> None:
+    """The flag of one setting, for commands that take a few of them."""
+    s = _BY_KEY[key]
+    flag = "--" + s.key.replace("_", "-")
+    if s.kind is bool:
+        p.add_argument(flag, dest=s.key, action="store_const", const=True, default=None,
+                       help=s.help)
+    elif s.kind is list:
+        p.add_argument(flag, dest=s.key, action="extend", nargs="+", default=None,
+                       metavar="X", help=s.help)
+    else:
+        p.add_argument(flag, dest=s.key, type=s.kind, default=None, help=s.help)
 
 
 def overrides_from(ns: argparse.Namespace) -> dict[str, Any]:

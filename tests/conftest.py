@@ -31,6 +31,16 @@ def default_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def microcode_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default initrd with every vendor's early microcode before it (--microcode all)."""
+    from rdforge.outputs.initrd import build
+
+    d = tmp_path_factory.mktemp("microcode")
+    build(Config(output=str(d / "initrd.img"), lock=str(d / "rdforge.lock"), microcode="all"))
+    return d / "initrd.img"
+
+
+@pytest.fixture(scope="session")
 def vendor_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A vendor signing key and certificate (rdforge genkey)."""
     from rdforge.keys import genkey

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -14,6 +15,7 @@ from rdforge.errors import CheckError, ConfigError, KernelError, RdforgeError
 from rdforge.formats import compress, cpio
 from rdforge.formats.elf import is_elf, read_elf
 from rdforge.fsutil import discard, read_local_file, stage
+from rdforge.outputs import microcode
 from rdforge.progress import Progress
 from rdforge.sources import lock as lockfile
 from rdforge.sources.archive import Package
@@ -82,6 +84,8 @@ class Builder:
         self.pkg_bytes: dict[str, int] = {}
         self.newest = 0
         self.unpacked: dict[str, Package] = {}
+        self.lock: lockfile.Lock | None = None  # the lock a --locked build reads
+        self.firmware_used: list[Package] = []
         # The kernel package, the largest download by far, is fetched in the background while
         # the rest is unpacked. (Indexing it there too would be faster still, but its
         # decompressor's memory would then add to the unpacking's, and peak memory with it.)
@@ -113,13 +117,19 @@ class Builder:
             if lk.release != cfg.release or lk.arch != cfg.arch:
                 raise RdforgeError(f"{lock}: locked for {lk.release}/{lk.arch}, "
                                    f"not {cfg.release}/{cfg.arch}")
+            self.lock = lk
             self.p.phase("packages", f"{len(lk.packages)} pinned by {lock}")
             if not cfg.kernel_version or (lk.kernel and lk.kernel.name.endswith(cfg.kernel_version)):
                 self.prefetch_kernel(lk.kernel)
             self.unpack(lk.packages)
             return lk.packages, lk.kernel, None
         self.p.phase("index", "reading and verifying the archive's signed index")
-        src = load_universe(cfg)
+        if cfg.microcode != "none" and "non-free-firmware" not in cfg.components:
+            # the microcode packages' component, indexed for them (nothing else uses it)
+            src = load_universe(dataclasses.replace(
+                cfg, components=[*cfg.components, "non-free-firmware"]))
+        else:
+            src = load_universe(cfg)
         self.p.phase("resolve", " ".join(cfg.package_set))
         pkgs = resolve_set(src.universe, cfg, cfg.package_set)
         kernel = None
@@ -185,16 +195,67 @@ class Builder:
     def firmware_packages(self, src: PackageSource | None) -> list[Package]:
         if not self.cfg.firmware_packages:
             return []
-        if src is None:  # --locked: the lock pins them among the packages
-            return [p for p in self.unpacked.values() if p.name in self.cfg.firmware_packages]
-        out = []
-        for name in self.cfg.firmware_packages:
-            pkg = src.universe.candidates.get(name)
-            if pkg is None:
-                raise RdforgeError(f"firmware package {name!r} is not in the archive (is the "
-                                   "non-free-firmware component in --components?)")
-            out.append(pkg)
-        return out
+        if src is None:  # --locked: the lock pins them
+            assert self.lock is not None
+            pinned = self.lock.firmware or [p for p in self.lock.packages  # a version 1 lock
+                                            if p.name in self.cfg.firmware_packages]
+            return self._pinned(pinned, self.cfg.firmware_packages, "firmware")
+        return [self._candidate(src, name, "firmware package") for name in self.cfg.firmware_packages]
+
+    def microcode_packages(self, src: PackageSource | None) -> list[Package]:
+        if self.cfg.microcode == "none":
+            return []
+        vendors = sorted(microcode.PACKAGES) if self.cfg.microcode == "all" else \
+            [microcode.host_cpu().vendor]
+        names = [microcode.PACKAGES[v] for v in vendors if v in microcode.PACKAGES]
+        if not names:
+            raise microcode.MicrocodeError(f"--microcode host: no microcode package serves "
+                                           f"this CPU's vendor ({vendors[0]})")
+        if src is None:
+            assert self.lock is not None
+            return self._pinned(self.lock.microcode, names, "microcode")
+        return [self._candidate(src, n, "microcode package") for n in names]
+
+    def _pinned(self, pinned: list[Package], names: list[str], what: str) -> list[Package]:
+        by_name = {p.name: p for p in pinned}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise RdforgeError(f"{lock_path(self.cfg)}: pins no {what} package "
+                               f"{', '.join(missing)} (build without --locked to pin it)")
+        return [by_name[n] for n in names]
+
+    @staticmethod
+    def _candidate(src: PackageSource, name: str, what: str) -> Package:
+        pkg = src.universe.candidates.get(name)
+        if pkg is None:
+            raise RdforgeError(f"{what} {name!r} is not in the archive (is the "
+                               "non-free-firmware component in --components?)")
+        return pkg
+
+    def early_microcode(self, pkgs: list[Package], mtime: int | None
+                        ) -> tuple[bytes, dict[str, object]]:
+        """The early cpio of the microcode packages' files (all, or this CPU's); its times
+        are mtime, or else the packages' newest."""
+        if not pkgs:
+            return b"", {}
+        files: dict[str, bytes] = {}
+        keep = tuple(f"{d}/*" for d in microcode.FIRMWARE_DIRS.values())
+        newest = 0
+        for p, path in zip(pkgs, self.fetcher.all(pkgs), strict=True):
+            t = new_tree()
+            newest = max(newest, unpack_deb(t, path, p.name, Pruner(("*",), keep), self.policy)[1])
+            files.update({k: e.data for k, e in t.files()})
+        if mtime is None:
+            mtime = source_date_epoch(newest)
+        cpu = microcode.host_cpu() if self.cfg.microcode == "host" else None
+        blobs = microcode.blobs(files, cpu)
+        if not blobs:
+            raise microcode.MicrocodeError("the microcode packages hold no microcode for "
+                                           + ("this CPU" if cpu else "any CPU"))
+        early = microcode.early_cpio(blobs, mtime)
+        return early, {"mode": self.cfg.microcode, "size": len(early),
+                       "vendors": {v: len(b) for v, b in sorted(blobs.items())},
+                       "packages": {p.name: p.version for p in pkgs}}
 
     def firmware(self, mods: list[kmods.Module], pkgs: list[Package]) -> list[str]:
         """Copy the firmware files that included modules name from the firmware packages;
@@ -207,7 +268,6 @@ class Builder:
             # Whole firmware packages are far larger than what the image takes from them.
             unpack_deb(fw_tree, path, p.name, Pruner(("usr/share/*",)),
                        ContentPolicy(self.policy.max_file, 1 << 62))
-            self.unpacked.setdefault(p.name, p)
         missing = []
         for name in wanted:
             for suffix in ("", ".xz", ".zst"):
@@ -219,6 +279,7 @@ class Builder:
                     break
             else:
                 missing.append(name)
+        self.firmware_used = pkgs
         return missing
 
     def local_files(self) -> None:
@@ -248,6 +309,7 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     b = Builder(cfg, p)
     pkgs, kernel, src = b.packages()
     firmware_pkgs = b.firmware_packages(src)
+    microcode_pkgs = b.microcode_packages(src)
     # The archive's whole index (~100 MiB of records) is not needed past this point: give
     # it back before the image is assembled and compressed, which is when memory peaks.
     del src
@@ -285,6 +347,10 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     release_freed_memory()
     level = cfg.compression_level if cfg.compression_level >= 0 else None
     image, cpio_size = archive(b.tree, epoch, cfg.compression, level)
+    # the early cpio's times are its own packages' (so it is `rdforge microcode`'s bytes)
+    early, ucode = b.early_microcode(microcode_pkgs, cfg.source_date_epoch
+                                     if cfg.source_date_epoch >= 0 else None)
+    image = early + image  # the kernel's early loader reads only a leading uncompressed cpio
     out = Path(cfg.output)
     sha = hashlib.sha256(image).hexdigest()
     manifest: dict[str, object] = {
@@ -293,11 +359,13 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
         "release": cfg.release, "arch": cfg.arch, "kernel_version": kver,
         "os_release": os_release,
         "packages": [{"name": x.name, "version": x.version, "arch": x.arch, "sha256": x.sha256,
-                      "bytes_in_image": b.pkg_bytes.get(x.name, 0)} for x in pkgs],
+                      "bytes_in_image": b.pkg_bytes.get(x.name, 0)}
+                     for x in sorted(pkgs + b.firmware_used + microcode_pkgs, key=lambda x: x.name)],
         "kernel_package": {"name": kernel.name, "version": kernel.version,
                            "sha256": kernel.sha256} if kernel else None,
         "modules": [m.path for m in mods],
         "firmware_missing": missing_fw,
+        "microcode": ucode or None,
         "pruned": {k: {"files": v[0], "bytes": v[1]} for k, v in sorted(b.pruner.dropped.items())},
         "unused_libraries_dropped": dead_libs,
         "dangling_symlinks_dropped": dangling,
@@ -312,7 +380,8 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     files = [(out, image), (out.with_name(out.name + ".manifest.json"),
                             (json.dumps(manifest, indent=1) + "\n").encode())]
     if not cfg.locked:  # a locked build reads its lock and never writes it
-        lock_bytes = lockfile.Lock(cfg.release, cfg.arch, pkgs, kernel).to_json().encode()
+        lock_bytes = lockfile.Lock(cfg.release, cfg.arch, pkgs, kernel, b.firmware_used,
+                                   microcode_pkgs).to_json().encode()
         if _read_or_none(lock_path(cfg)) != lock_bytes:
             files.append((lock_path(cfg), lock_bytes))
     commit_together(files)

@@ -21,6 +21,7 @@ from rdforge.formats import authenticode, pcrsig, pe
 from rdforge.formats.deb import DebFile
 from rdforge.fsutil import write_atomic
 from rdforge.keys import load_private_key, load_signing_key
+from rdforge.outputs import microcode
 
 UKI_SBAT = ("sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shim/blob/main/SBAT.md\n"
             "uki,1,UKI,uki,1,https://uapi-group.org/specifications/specs/unified_kernel_image/\n")
@@ -48,6 +49,7 @@ class UkiOptions:
     stub: Path | None = None  # default: from the release's systemd-boot-efi package
     pcr_key: Path | None = None  # RSA key signing PCR 11 policies (.pcrpkey + .pcrsig)
     splash: Path | None = None  # a BMP image systemd-stub shows while it boots (.splash)
+    microcode: Path | None = None  # an early microcode cpio (.ucode; default: the initrd's own)
 
 
 def _manifest(initrd: Path) -> dict[str, object]:
@@ -113,8 +115,16 @@ def build_uki(o: UkiOptions) -> dict[str, object]:
     try:
         linux = kernel.read_bytes()
         initrd = o.initrd.read_bytes()
+        ucode = o.microcode.read_bytes() if o.microcode else b""
     except OSError as e:
         raise UkiError(f"{e.filename}: {e.strerror}") from None
+    # An initrd built with --microcode starts with its early cpio: that becomes .ucode, which
+    # systemd-stub (256 and later) hands to the kernel before the initrd.
+    early, initrd = microcode.split_early(initrd)
+    ucode = ucode or early
+    if ucode and not microcode.split_early(ucode)[0]:
+        raise UkiError(f"{o.microcode}: not an early microcode cpio (kernel/x86/microcode/*.bin); "
+                       "`rdforge microcode` makes one")
     if o.stub:
         stub, stub_from = o.stub.read_bytes(), str(o.stub)
     else:
@@ -125,7 +135,7 @@ def build_uki(o: UkiOptions) -> dict[str, object]:
     sections = [(".osrel", osrel), (".cmdline", o.cmdline.encode()), (".uname", kver.encode()),
                 (".splash", splash),
                 (".pcrpkey", pcrsig.public_key_pem(pcr_key) if pcr_key else b""),
-                (".linux", linux), (".initrd", initrd),
+                (".linux", linux), (".initrd", initrd), (".ucode", ucode),
                 (".sbat", pe.merge_sbat([stub, linux], UKI_SBAT))]
     sections = [(n, d) for n, d in sections if d]
     if pcr_key:

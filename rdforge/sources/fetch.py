@@ -56,10 +56,9 @@ class Fetcher:
         cached = self.blobs.lookup(p.sha256, p.size)
         if cached is not None:
             return cached
-        where = f" in {self.deb_dir}," if self.deb_dir is not None else ""
+        where = f" nor in {self.deb_dir} (by sha256)" if self.deb_dir is not None else ""
         if self.offline:
-            raise SourceError(f"{p.key}: no file with its sha256{where} not in the cache, and "
-                              "--offline forbids fetching")
+            raise SourceError(f"{p.key}: not in the cache{where}, and --offline forbids fetching")
         if p.base:
             return self.blobs.fetch(p.url, p.sha256, p.size)
         bases = self._archive_bases()
@@ -71,9 +70,8 @@ class Fetcher:
                 raise
             except SourceError as e:
                 errors.append(str(e))
-        raise SourceError(f"{p.key}: no file with its sha256{where} not in the cache, and "
-                          f"no archive has {p.filename}" + (f" ({errors[-1]})" if errors else
-                                                            " (no archive is configured)"))
+        why = f" ({errors[-1]})" if errors else " (no archive is configured)"
+        raise SourceError(f"{p.key}: not in the cache{where}, and no archive has {p.filename}{why}")
 
     def all(self, pkgs: list[Package]) -> list[Path]:
         with ThreadPoolExecutor(max_workers=8) as ex:

@@ -6,7 +6,7 @@ archive, the cache, or a directory of the pinned .debs."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rdforge.errors import LockError
@@ -23,6 +23,8 @@ class Lock:
     arch: str
     packages: list[Package]
     kernel: Package | None
+    firmware: list[Package] = field(default_factory=list)  # read for firmware= files only
+    microcode: list[Package] = field(default_factory=list)  # read for the early cpio only
 
     def to_json(self) -> str:
         def rec(p: Package) -> dict[str, object]:
@@ -36,6 +38,10 @@ class Lock:
         data = {"lock-version": LOCK_VERSION, "release": self.release, "arch": self.arch,
                 "kernel": rec(self.kernel) if self.kernel else None,
                 "packages": [rec(p) for p in self.packages]}
+        if self.firmware:
+            data["firmware"] = [rec(p) for p in self.firmware]
+        if self.microcode:
+            data["microcode"] = [rec(p) for p in self.microcode]
         return json.dumps(data, indent=1, sort_keys=False) + "\n"
 
 
@@ -65,9 +71,17 @@ def read(path: Path) -> Lock:
     if not isinstance(data, dict) or data.get("lock-version") not in READABLE:
         raise LockError(f"{path}: not an rdforge lock file of version "
                         f"{' or '.join(map(str, READABLE))}")
-    pkgs = [_pkg(d, str(path)) for d in data.get("packages", [])]
-    kernel = _pkg(data["kernel"], str(path)) if data.get("kernel") else None
-    return Lock(str(data.get("release", "")), str(data.get("arch", "")), pkgs, kernel)
+    def pkgs(key: str) -> list[Package]:
+        recs = data.get(key, [])
+        if not isinstance(recs, list) or not all(isinstance(d, dict) for d in recs):
+            raise LockError(f"{path}: {key} must be a list of package entries")
+        return [_pkg(d, str(path)) for d in recs]
+
+    kernel = data.get("kernel")
+    if kernel is not None and not isinstance(kernel, dict):
+        raise LockError(f"{path}: kernel must be a package entry")
+    return Lock(str(data.get("release", "")), str(data.get("arch", "")), pkgs("packages"),
+                _pkg(kernel, str(path)) if kernel else None, pkgs("firmware"), pkgs("microcode"))
 
 
 def write(path: Path, lock: Lock) -> None:

@@ -47,6 +47,16 @@ def test_boots_to_root_by_label_on_virtio(default_build: Path, tmp_path: Path) -
         assert not re.search(rf"(Starting|Mounting) {re.escape(unit[:20])}", console), unit
 
 
+def test_image_with_early_microcode_boots_with_the_early_loader_active(microcode_build: Path) -> None:
+    """qemu does not let a guest apply microcode, but with the hypervisor bit off the kernel's
+    early loader runs (it is off in VMs) and must find the early cpio the boot still works
+    past: the compressed archive after it unpacks, and the root is reached."""
+    ok, reason, console = _boot(microcode_build, extra_qemu=("-cpu", "Skylake-Client-v1,-hypervisor"))
+    assert ok, reason + console[-3000:]
+    assert re.search(r"microcode: Current revision: 0x", console)
+    assert "Initramfs unpacking failed" not in console
+
+
 def test_boots_by_uuid(default_build: Path) -> None:
     ok, reason, console = _boot(default_build, root_arg=f"root=UUID={FS_UUID}")
     assert ok, reason + console[-3000:]

@@ -25,16 +25,17 @@ DefaultDependencies=no
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=/usr/bin/bash -c "echo RDFORGE-UKI-SYSEXT > /dev/console"
+ExecStart=/usr/bin/bash -c "shopt -s nullglob; echo RDFORGE-UKI-SYSEXT /kernel/x86/microcode/* > /dev/console"
 """
 
 
-def _signed_uki_and_sysext(base: Path, keys: tuple[Path, Path], tmp: Path) -> tuple[Path, Path]:
+def _signed_uki_and_sysext(base: Path, keys: tuple[Path, Path], tmp: Path,
+                           ucode: Path | None = None) -> tuple[Path, Path]:
     """A signed UKI of `base` booting the test root, and a signed sysext whose unit prints
-    RDFORGE-UKI-SYSEXT."""
+    RDFORGE-UKI-SYSEXT and the early microcode files the initrd holds."""
     uki = tmp / "vmlinuz.efi"
     build_uki(UkiOptions(initrd=base, output=uki, cmdline=f"console=ttyS0 panic=-1 root=LABEL={LABEL} rw",
-                         key=keys[0], cert=keys[1]))
+                         key=keys[0], cert=keys[1], microcode=ucode))
     (tmp / "m.service").write_text(UNIT)
     sysext = tmp / "ukimark.raw"
     build_sysext(SysextOptions(name="ukimark", base=base, output=sysext,
@@ -70,13 +71,18 @@ def test_secure_boot_runs_the_signed_uki_and_the_kernel_trusts_db_for_sysexts(
         default_build: Path, vendor_keys: tuple[Path, Path], tmp_path: Path) -> None:
     """With the vendor certificate in db, firmware runs the signed UKI, Linux puts the
     certificate in its platform keyring, and dm-verity checks a sysext's signature in the
-    kernel: this initrd has no /etc/verity.d, so no other path could accept it."""
-    uki, sysext = _signed_uki_and_sysext(default_build, vendor_keys, tmp_path)
+    kernel: this initrd has no /etc/verity.d, so no other path could accept it. The UKI's
+    .ucode section (AMD's microcode, small) reaches the kernel before the initrd."""
+    from rdforge.outputs import microcode
+
+    ucode = tmp_path / "amd.cpio"
+    ucode.write_bytes(microcode.early_cpio({"AuthenticAMD": b"DMA\0 not real microcode"}, 0))
+    uki, sysext = _signed_uki_and_sysext(default_build, vendor_keys, tmp_path, ucode)
     res = _boot_to_root(BootOptions(uki=uki, esp_extra=(sysext,), secure_boot_cert=vendor_keys[1],
                                     echo=False, timeout=300))
     assert "secureboot: Secure boot enabled" in res.console
     assert re.search(r"integrity: Loaded X\.509 cert 'rdforge test vendor", res.console)
-    assert "RDFORGE-UKI-SYSEXT" in res.console
+    assert "RDFORGE-UKI-SYSEXT /kernel/x86/microcode/AuthenticAMD.bin" in res.console
     assert "Root hash verification failed" not in res.console
 
 

@@ -59,8 +59,8 @@ def test_offline_miss_names_the_package_and_every_place_looked(tmp_path: Path) -
     debs = tmp_path / "debs"
     debs.mkdir()
     f = Fetcher(offline=True, deb_dir=debs, blobs=BlobCache(tmp_path / "c"))
-    with pytest.raises(SourceError, match=r"hello_1_amd64: no file with its sha256 in .*debs, "
-                                          r"not in the cache, and --offline forbids fetching"):
+    with pytest.raises(SourceError, match=r"hello_1_amd64: not in the cache nor in .*debs "
+                                          r"\(by sha256\), and --offline forbids fetching"):
         f.one(_pkg(b"x"))
 
 
