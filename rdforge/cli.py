@@ -215,6 +215,24 @@ def _uki(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _update(ns: argparse.Namespace) -> int:
+    from rdforge.outputs.update import installed_kernels, report, root_dir, update
+
+    cfg = config.load(Path(ns.config) if ns.config else None, {})
+    kvers = ns.kversion or []
+    if not kvers:  # like update-initramfs: the newest installed kernel
+        newest = installed_kernels(root_dir())[-1:]
+        if not newest:
+            raise ConfigError(f"no kernel is installed under {root_dir()} (give -k KVER)")
+        kvers = newest
+    results = update(cfg, kvers, ns.action, Progress(ns.verbose))
+    if ns.json:
+        print(json.dumps([r.__dict__ for r in results], indent=1))
+    else:
+        report(results)  # on stderr: kernel hooks must keep stdout clean
+    return 0
+
+
 def _microcode(ns: argparse.Namespace) -> int:
     from rdforge.fsutil import write_atomic
     from rdforge.outputs.microcode import build_microcode
@@ -251,8 +269,14 @@ def _pe_output_args(p: argparse.ArgumentParser, default_output: str) -> None:
     p.add_argument("--json", action="store_true")
 
 
+DESCRIPTION = ("rdforge builds Linux initrds the way a distribution ships its kernel: directly "
+               "from the distribution's signed packages, bit-for-bit reproducible, with systemd "
+               "inside. System extensions, credentials and Unified Kernel Images add what a "
+               "machine needs without rebuilding the image.")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rdforge", description=__doc__)
+    p = argparse.ArgumentParser(prog="rdforge", description=DESCRIPTION)
     p.add_argument("--version", action="version", version=f"rdforge {__version__}")
     p.add_argument("--debug", action="store_true",
                    help="print a traceback for an internal error (also: RDFORGE_DEBUG=1)")
@@ -352,6 +376,23 @@ def parser() -> argparse.ArgumentParser:
                    "the one an initrd built with --microcode starts with)")
     _pe_output_args(u, "vmlinuz.efi")
     u.set_defaults(func=_uki)
+
+    up = sub.add_parser("update", help="make, refresh or remove /boot/initrd.img-KVER for "
+                        "installed kernels (what update-initramfs does; the kernel hooks call it)")
+    act = up.add_mutually_exclusive_group()
+    act.add_argument("-c", dest="action", action="store_const", const="create",
+                     help="create (or replace) the initrd")
+    act.add_argument("-u", dest="action", action="store_const", const="update",
+                     help="update existing initrds (the default)")
+    act.add_argument("-d", dest="action", action="store_const", const="delete",
+                     help="remove the initrd and its state")
+    up.add_argument("-k", dest="kversion", action="append", metavar="KVER",
+                    help="kernel version, or all (default: the newest installed)")
+    up.add_argument("--config", help="TOML configuration file (after /usr/lib/rdforge and "
+                    "/etc/rdforge)")
+    up.add_argument("-v", "--verbose", action="store_true", help="show the build's progress")
+    up.add_argument("--json", action="store_true")
+    up.set_defaults(func=_update, action="update")
 
     mc = sub.add_parser("microcode", help="the early microcode cpio alone (a boot loader's "
                         "first initrd, kernel-install's microcode file, a UKI's .ucode)")

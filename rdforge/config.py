@@ -162,31 +162,51 @@ def _relative_to(base: Path, value: Any) -> Any:
     return one(value)
 
 
-def load(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
-    """Defaults, then the TOML file's [build] table (or top level), then CLI overrides."""
-    cfg = Config()
-    if path is not None:
+# Configuration layered the way systemd and dracut layer theirs: the distribution's files in
+# /usr/lib/rdforge, each overridden by a file of the same name in /etc/rdforge (an empty one
+# switches it off), applied in the order of their names; then -c FILE, then the command line.
+CONFIG_DIRS = (Path("/usr/lib/rdforge"), Path("/etc/rdforge"))
+
+
+def config_dirs() -> tuple[Path, ...]:
+    """$RDFORGE_CONFIG_DIRS (colon-separated, lowest first; empty for none), else CONFIG_DIRS."""
+    import os
+
+    env = os.environ.get("RDFORGE_CONFIG_DIRS")
+    if env is None:
+        return CONFIG_DIRS
+    return tuple(Path(d) for d in env.split(":") if d)
+
+
+def layered_files(dirs: tuple[Path, ...] | None = None) -> list[Path]:
+    """The *.toml files of the configuration directories that apply, in the order applied."""
+    chosen: dict[str, Path] = {}
+    for d in dirs if dirs is not None else config_dirs():
         try:
-            data = tomllib.loads(path.read_bytes().decode("utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such configuration file") from None
-        except IsADirectoryError:
-            raise ConfigError(f"{path}: is a directory, not a configuration file") from None
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: malformed TOML ({e})") from None
-        table = data.get("build", data)
-        if not isinstance(table, dict):
-            raise ConfigError(f"{path}: [build] must be a table of settings")
-        for k, v in table.items():
-            s = _BY_KEY.get(k)
-            if s is None:
-                raise ConfigError(f"{path}: unknown key {k!r}")
-            value = _coerce(s, v, str(path))
-            setattr(cfg, k, _relative_to(path.parent, value) if s.path else value)
+            names = sorted(p for p in d.iterdir() if p.name.endswith(".toml"))
+        except OSError:
+            continue
+        for p in names:
+            chosen[p.name] = p
+    return [chosen[n] for n in sorted(chosen) if _nonempty(chosen[n])]
+
+
+def _nonempty(p: Path) -> bool:
+    try:
+        return p.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def load(path: Path | None, overrides: dict[str, Any] | None = None,
+         layered: bool = True) -> Config:
+    """Defaults, then the layered configuration files, then the TOML file's [build] table
+    (or top level), then CLI overrides."""
+    cfg = Config()
+    for f in layered_files() if layered else []:
+        _apply_file(cfg, f)
+    if path is not None:
+        _apply_file(cfg, path)
     for k, v in (overrides or {}).items():
         if v is None:
             continue
@@ -195,6 +215,30 @@ def load(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
         cfg.lock = str(path.with_suffix(".lock"))
     validate(cfg)
     return cfg
+
+
+def _apply_file(cfg: Config, path: Path) -> None:
+    try:
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a configuration file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: malformed TOML ({e})") from None
+    table = data.get("build", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [build] must be a table of settings")
+    for k, v in table.items():
+        s = _BY_KEY.get(k)
+        if s is None:
+            raise ConfigError(f"{path}: unknown key {k!r}")
+        value = _coerce(s, v, str(path))
+        setattr(cfg, k, _relative_to(path.parent, value) if s.path else value)
 
 
 # The newc cpio header stores a file's time in 8 hex digits: seconds since 1970 up to 2^32-1

@@ -10,6 +10,10 @@ import pytest
 
 from rdforge.config import Config
 
+# The tests build with rdforge's own defaults, whatever /usr/lib/rdforge or /etc/rdforge hold
+# on the machine running them (tests of the layering name their own directories).
+os.environ["RDFORGE_CONFIG_DIRS"] = ""
+
 
 @pytest.fixture(scope="session")
 def trixie_packages() -> list:  # type: ignore[type-arg]

@@ -13,19 +13,23 @@ from rdforge.errors import HashMismatch, SourceError
 from rdforge.sources.archive import Package
 from rdforge.sources.cache import BlobCache, sha256_file
 
+APT_CACHE = Path("/var/cache/apt/archives")
+
 
 @dataclass
 class Fetcher:
     """Looks for each package, in this order: the local file it was indexed from; the
     directory of .debs (`--deb-dir`, matched by sha256, so file names do not matter); the
-    download cache; the archive it was indexed from, else each configured archive in turn
-    (a lock names a package by its path in the archive, never by a mirror host). With
-    `offline`, the archive is never asked."""
+    download cache; apt's own download cache (by apt's file name, then checked by sha256);
+    the archive it was indexed from, else each configured archive in turn (a lock names a
+    package by its path in the archive, never by a mirror host). With `offline`, the archive
+    is never asked."""
 
     offline: bool = False
     deb_dir: Path | None = None
     archives: Callable[[], list[str]] | None = None  # archive base URIs, asked when needed
     blobs: BlobCache = field(default_factory=BlobCache)
+    apt_cache: Path | None = APT_CACHE
     _by_sha: dict[str, Path] | None = None
     _bases: list[str] | None = None
     _mutex: Lock = field(default_factory=Lock)
@@ -56,6 +60,13 @@ class Fetcher:
         cached = self.blobs.lookup(p.sha256, p.size)
         if cached is not None:
             return cached
+        if self.apt_cache is not None:
+            apt = self.apt_cache / f"{p.name}_{p.version.replace(':', '%3a')}_{p.arch}.deb"
+            try:
+                if apt.stat().st_size == p.size and sha256_file(apt) == p.sha256:
+                    return apt
+            except OSError:
+                pass
         where = f" nor in {self.deb_dir} (by sha256)" if self.deb_dir is not None else ""
         if self.offline:
             raise SourceError(f"{p.key}: not in the cache{where}, and --offline forbids fetching")

@@ -1,0 +1,106 @@
+"""rdforge's own Debian packages: dpkg-buildpackage builds them reproducibly (another path,
+umask, time zone, locale and three days later give the same bytes), with the man page and
+completion generated from the parser, and the installed tool runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parent.parent
+CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # as in a build chroot: Debian's python3
+
+
+def _checkout(dest: Path) -> Path:
+    """The project's files as a source package has them (what git tracks)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        src = ROOT / f
+        if src.is_file() and not f.startswith("tests/"):
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / f)
+    return dest
+
+
+def _build(src: Path, *wrap: str, **env: str) -> dict[str, bytes]:
+    e = {**{k: v for k, v in os.environ.items() if not k.startswith(("PYENV", "VIRTUAL_ENV"))},
+         "PATH": CLEAN_PATH, **env}
+    r = subprocess.run([*wrap, "dpkg-buildpackage", "-us", "-uc", "-b"], cwd=src, env=e,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    return {p.name: p.read_bytes() for p in sorted(src.parent.glob("*.deb"))}
+
+
+@pytest.fixture(scope="module")
+def debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    if not shutil.which("dpkg-buildpackage", path=CLEAN_PATH):
+        pytest.skip("dpkg-dev is not installed")
+    first = _build(_checkout(tmp_path_factory.mktemp("a") / "rdforge"))
+    assert set(first) == {"rdforge_0.1.0_all.deb", "rdforge-initramfs_0.1.0_all.deb"}
+    return first
+
+
+def test_the_packages_build_reproducibly(debs: dict[str, bytes], tmp_path: Path) -> None:
+    faketime = shutil.which("faketime", path=CLEAN_PATH)
+    wrap = (faketime, "-f", "+3d") if faketime else ()
+    src = _checkout(tmp_path / "elsewhere/deeper/rdforge-src")
+    os.chmod(src, 0o700)
+    again = _build(src, *wrap, TZ="Asia/Tokyo", LANG="C.UTF-8", LC_ALL="fr_FR.UTF-8")
+    for name, data in debs.items():
+        if again[name] != data:
+            (tmp_path / "first.deb").write_bytes(data)
+            (tmp_path / "again.deb").write_bytes(again[name])
+            tool = shutil.which("diffoscope", path=CLEAN_PATH)
+            why = subprocess.run([tool, str(tmp_path / "first.deb"), str(tmp_path / "again.deb")],
+                                 capture_output=True, text=True).stdout[:3000] if tool else ""
+            pytest.fail(f"{name} differs between the two builds\n{why}")
+
+
+def _fields(deb: Path) -> str:
+    return subprocess.run(["dpkg-deb", "-f", str(deb)], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_what_the_packages_hold_and_declare(debs: dict[str, bytes], tmp_path: Path) -> None:
+    for name, data in debs.items():
+        (tmp_path / name).write_bytes(data)
+    tool = _fields(tmp_path / "rdforge_0.1.0_all.deb")
+    for dep in ("python3-zstandard", "python3-cryptography", "python3-lz4", "gpgv", "kmod"):
+        assert dep in tool.split("Depends:", 1)[1].splitlines()[0]
+    assert "qemu-system-x86" in tool.split("Suggests:", 1)[1].splitlines()[0]  # harness: optional
+    hooks = _fields(tmp_path / "rdforge-initramfs_0.1.0_all.deb")
+    assert "Provides: linux-initramfs-tool" in hooks and "Conflicts: linux-initramfs-tool" in hooks
+    root = tmp_path / "root"
+    for name in debs:
+        subprocess.run(["dpkg-deb", "-x", str(tmp_path / name), str(root)], check=True)
+    for path in ("usr/bin/rdforge", "usr/share/man/man1/rdforge.1.gz",
+                 "usr/share/bash-completion/completions/rdforge",
+                 "etc/kernel/postinst.d/rdforge", "etc/kernel/postrm.d/rdforge"):
+        assert (root / path).is_file(), path
+    assert os.access(root / "etc/kernel/postinst.d/rdforge", os.X_OK)
+    # the man page is groff-clean and documents every setting of the table
+    man = subprocess.run(["zcat", str(root / "usr/share/man/man1/rdforge.1.gz")],
+                         capture_output=True, text=True, check=True).stdout
+    groff = subprocess.run(["groff", "-man", "-ww", "-z"], input=man, capture_output=True, text=True)
+    assert groff.returncode == 0 and groff.stderr == "", groff.stderr
+    from rdforge.config import SETTINGS
+
+    for s in SETTINGS:
+        assert f"\\fB{s.key.replace('-', chr(92) + '-')}\\fR" in man, s.key
+    assert subprocess.run(["bash", "-n", str(root / "usr/share/bash-completion/completions/rdforge")]
+                          ).returncode == 0
+    comp = subprocess.run(["bash", "-c", f"source {root}/usr/share/bash-completion/completions/"
+                           "rdforge; COMP_WORDS=(rdforge build --modules-d); COMP_CWORD=2; "
+                           "_rdforge; echo ${COMPREPLY[@]}"], capture_output=True, text=True)
+    assert comp.stdout.split() == ["--modules-dir"]
+    # the packaged tool runs with Debian's python3
+    v = subprocess.run(["/usr/bin/python3", str(root / "usr/bin/rdforge"), "--version"],
+                       capture_output=True, text=True, cwd="/",
+                       env={"PATH": CLEAN_PATH, "PYTHONPATH": str(root / "usr/lib/python3/dist-packages")})
+    assert v.returncode == 0 and v.stdout.strip() == "rdforge 0.1.0", v.stderr
