@@ -16,6 +16,7 @@ APT_PACKAGES=(
   tpm2-tools                                     # the TPM libraries systemd-creds loads
   python3-venv                                   # the virtual environment rdforge runs in
   debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools faketime  # its .deb
+  mmdebstrap                                     # trixie systems for the packaging tests
 )
 # ... and the one that reaches a software TPM (renamed for the 64-bit time_t transition)
 # shellcheck disable=SC1091

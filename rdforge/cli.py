@@ -233,6 +233,17 @@ def _update(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _kernel_install_add(ns: argparse.Namespace) -> int:
+    from rdforge.outputs.kernel_install import add
+
+    cfg = config.load(None, {})
+    written = add(cfg, ns.kver, Path(ns.image), [Path(p) for p in ns.initrds],
+                  Progress(os.environ.get("KERNEL_INSTALL_VERBOSE", "0") not in ("", "0")))
+    if written and os.environ.get("KERNEL_INSTALL_VERBOSE", "0") not in ("", "0"):
+        print(f"rdforge: wrote {', '.join(written)} for {ns.kver}", file=sys.stderr)
+    return 0
+
+
 def _microcode(ns: argparse.Namespace) -> int:
     from rdforge.fsutil import write_atomic
     from rdforge.outputs.microcode import build_microcode
@@ -393,6 +404,13 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("-v", "--verbose", action="store_true", help="show the build's progress")
     up.add_argument("--json", action="store_true")
     up.set_defaults(func=_update, action="update")
+
+    ki = sub.add_parser("kernel-install-add", help="what the kernel-install plugin "
+                        "50-rdforge.install runs (reads KERNEL_INSTALL_* from kernel-install)")
+    ki.add_argument("kver")
+    ki.add_argument("image")
+    ki.add_argument("initrds", nargs="*")
+    ki.set_defaults(func=_kernel_install_add)
 
     mc = sub.add_parser("microcode", help="the early microcode cpio alone (a boot loader's "
                         "first initrd, kernel-install's microcode file, a UKI's .ucode)")

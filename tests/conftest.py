@@ -63,6 +63,44 @@ def trusted_build(tmp_path_factory: pytest.TempPathFactory, vendor_keys: tuple[P
     return d / "initrd.img"
 
 
+CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # as in a build chroot: Debian's python3
+
+
+def source_checkout(dest: Path) -> Path:
+    """The project's files as its source package has them (what git tracks, minus tests)."""
+    root = Path(__file__).resolve().parent.parent
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=root,
+                           capture_output=True, text=True, check=True).stdout.split()
+    import shutil
+
+    for f in files:
+        src = root / f
+        if src.is_file() and not f.startswith("tests/"):
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / f)
+    return dest
+
+
+def build_debs(src: Path, *wrap: str, **env: str) -> dict[str, Path]:
+    """dpkg-buildpackage -us -uc -b in src, with Debian's python3; the .debs by name."""
+    e = {**{k: v for k, v in os.environ.items() if not k.startswith(("PYENV", "VIRTUAL_ENV"))},
+         "PATH": CLEAN_PATH, **env}
+    r = subprocess.run([*wrap, "dpkg-buildpackage", "-us", "-uc", "-b"], cwd=src, env=e,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    return {p.name: p for p in sorted(src.parent.glob("*.deb"))}
+
+
+@pytest.fixture(scope="session")
+def rdforge_debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """rdforge's own Debian packages, built from this checkout."""
+    import shutil
+
+    if not shutil.which("dpkg-buildpackage", path=CLEAN_PATH):
+        pytest.skip("dpkg-dev is not installed")
+    return build_debs(source_checkout(tmp_path_factory.mktemp("debs") / "rdforge"))
+
+
 class TrixieTools:
     """Programs from trixie's own packages, unpacked with dpkg-deb and run on this host through
     trixie's dynamic loader: the reference tools of the systemd version the initrd carries."""

@@ -10,48 +10,24 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import CLEAN_PATH, build_debs, source_checkout
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parent.parent
-CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # as in a build chroot: Debian's python3
-
-
-def _checkout(dest: Path) -> Path:
-    """The project's files as a source package has them (what git tracks)."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split()
-    for f in files:
-        src = ROOT / f
-        if src.is_file() and not f.startswith("tests/"):
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / f)
-    return dest
-
-
-def _build(src: Path, *wrap: str, **env: str) -> dict[str, bytes]:
-    e = {**{k: v for k, v in os.environ.items() if not k.startswith(("PYENV", "VIRTUAL_ENV"))},
-         "PATH": CLEAN_PATH, **env}
-    r = subprocess.run([*wrap, "dpkg-buildpackage", "-us", "-uc", "-b"], cwd=src, env=e,
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    return {p.name: p.read_bytes() for p in sorted(src.parent.glob("*.deb"))}
 
 
 @pytest.fixture(scope="module")
-def debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    if not shutil.which("dpkg-buildpackage", path=CLEAN_PATH):
-        pytest.skip("dpkg-dev is not installed")
-    first = _build(_checkout(tmp_path_factory.mktemp("a") / "rdforge"))
-    assert set(first) == {"rdforge_0.1.0_all.deb", "rdforge-initramfs_0.1.0_all.deb"}
-    return first
+def debs(rdforge_debs: dict[str, Path]) -> dict[str, bytes]:
+    assert set(rdforge_debs) == {"rdforge_0.1.0_all.deb", "rdforge-initramfs_0.1.0_all.deb"}
+    return {name: p.read_bytes() for name, p in rdforge_debs.items()}
 
 
 def test_the_packages_build_reproducibly(debs: dict[str, bytes], tmp_path: Path) -> None:
     faketime = shutil.which("faketime", path=CLEAN_PATH)
     wrap = (faketime, "-f", "+3d") if faketime else ()
-    src = _checkout(tmp_path / "elsewhere/deeper/rdforge-src")
+    src = source_checkout(tmp_path / "elsewhere/deeper/rdforge-src")
     os.chmod(src, 0o700)
-    again = _build(src, *wrap, TZ="Asia/Tokyo", LANG="C.UTF-8", LC_ALL="fr_FR.UTF-8")
+    built = build_debs(src, *wrap, TZ="Asia/Tokyo", LANG="C.UTF-8", LC_ALL="fr_FR.UTF-8")
+    again = {name: p.read_bytes() for name, p in built.items()}
     for name, data in debs.items():
         if again[name] != data:
             (tmp_path / "first.deb").write_bytes(data)

@@ -89,37 +89,57 @@ def _delete(root: Path, kver: str) -> UpdateResult:
     return UpdateResult(kver, "removed", str(img))
 
 
-def _make(cfg: Config, root: Path, kver: str, progress: Progress) -> UpdateResult:
+def vendor_initrd(root: Path, kver: str) -> Path:
+    return root / "usr/lib/modules" / kver / "initrd"
+
+
+def local_initrd(cfg: Config, root: Path, kver: str, progress: Progress) -> bytes:
+    """The vendor initrd of an installed kernel, else one built with its installed modules
+    (lock and manifest in the state directory); no microcode."""
     moddir = root / "usr/lib/modules" / kver
     if not moddir.is_dir():
         raise RdforgeError(f"{moddir}: kernel {kver} is not installed (no modules directory)")
-    img = initrd_path(root, kver)
-    ucode = _installed_microcode(root)
-    vendor = moddir / "initrd"
-    if vendor.is_file():
-        data = vendor.read_bytes()
-        early, _ = microcode.split_early(data)
-        write_atomic(img, (ucode if ucode and not early else b"") + data, mode=0o644)
-        return UpdateResult(kver, "vendor", str(img), f"the vendor initrd {vendor}"
-                            + (", with this machine's microcode" if ucode and not early else ""))
+    if vendor_initrd(root, kver).is_file():
+        return vendor_initrd(root, kver).read_bytes()
     from rdforge.outputs.initrd import build
 
+    name = f"initrd.img-{kver}"
     state = root / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
-    work = state / img.name
+    work = state / name
     bcfg = dataclasses.replace(cfg, modules_dir=str(moddir), kernel_version=kver,
-                               output=str(work), lock=str(state / f"{img.name}.lock"),
+                               output=str(work), lock=str(state / f"{name}.lock"),
                                locked=False, microcode="none")
-    res = build(bcfg, progress)
+    build(bcfg, progress)
     data = work.read_bytes()
+    work.unlink(missing_ok=True)  # the manifest stays in the state directory
+    return data
+
+
+def initrd_manifest(root: Path, kver: str) -> Path | None:
+    """The manifest of what local_initrd gave: the vendor's beside its initrd, or the local
+    build's in the state directory."""
+    if vendor_initrd(root, kver).is_file():
+        p = vendor_initrd(root, kver).with_name("initrd.manifest.json")
+    else:
+        p = root / STATE_DIR / f"initrd.img-{kver}.manifest.json"
+    return p if p.is_file() else None
+
+
+def _make(cfg: Config, root: Path, kver: str, progress: Progress) -> UpdateResult:
+    img = initrd_path(root, kver)
+    vendor = vendor_initrd(root, kver).is_file()
+    data = local_initrd(cfg, root, kver, progress)
+    ucode = installed_microcode(root)
+    if microcode.split_early(data)[0]:
+        ucode = b""  # it has its own
     write_atomic(img, ucode + data, mode=0o644)
-    # the manifest stays in the state directory; the image there is not needed twice
-    work.unlink(missing_ok=True)
-    return UpdateResult(kver, "built", str(img), f"{len(res.packages)} packages, {res.modules} "
-                        "modules" + (", this machine's microcode first" if ucode else ""))
+    detail = f"the vendor initrd {vendor_initrd(root, kver)}" if vendor else "built here"
+    return UpdateResult(kver, "vendor" if vendor else "built", str(img),
+                        detail + (", this machine's microcode first" if ucode else ""))
 
 
-def _installed_microcode(root: Path) -> bytes:
+def installed_microcode(root: Path) -> bytes:
     """This machine's CPU's microcode from the installed packages, as their own
     initramfs-tools hooks take it; nothing when none is installed or the CPU is not known."""
     files = microcode.installed_files(root)

@@ -23,6 +23,7 @@ from rdforge.formats.deb import DebFile
 from rdforge.formats.elf import modinfo
 from rdforge.fsutil import hold_lock, sweep_work_dirs
 from rdforge.sources.cache import cache_root
+from rdforge.tree.depmod import Depmod, depmod_for
 from rdforge.tree.model import FILE, Entry, Tree
 
 INDEX_VERSION = 2  # 2: the sha256 of every file extracted (checked on use)
@@ -350,10 +351,12 @@ def install(tree: Tree, kidx: KernelIndex, mods: list[Module],
 
     base = f"usr/lib/modules/{kidx.kver}"
     decompress = {m.path: plain(m) for m in mods}
+    depmod = depmod_for(tree)
     if kidx.local:  # an installed kernel's directory is not a cache: never write into it
-        _install_fresh(tree, kidx, mods, decompress)
+        _install_fresh(tree, kidx, mods, decompress, depmod)
         return
-    key = hashlib.sha256(json.dumps(sorted(decompress.items())).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps([sorted(decompress.items()), depmod.identity]).encode()
+                         ).hexdigest()
     stored = kidx.root / "installed" / f"{key[:32]}.pickle.zst"
     blob = read_derived(stored)
     if blob is not None:
@@ -365,7 +368,7 @@ def install(tree: Tree, kidx: KernelIndex, mods: list[Module],
         except Exception:  # verified bytes that do not decode: install afresh
             drop_derived(stored, "it does not decode")
     staged = Tree()
-    _install_fresh(staged, kidx, mods, decompress)
+    _install_fresh(staged, kidx, mods, decompress, depmod)
     files = {p[len(base) + 1:]: e.data for p, e in staged.entries.items() if e.kind == FILE}
     raw = pickle.dumps(files, protocol=pickle.HIGHEST_PROTOCOL)
     write_derived(stored, zstandard.ZstdCompressor(level=1).compress(raw))
@@ -375,11 +378,8 @@ def install(tree: Tree, kidx: KernelIndex, mods: list[Module],
 
 
 def _install_fresh(tree: Tree, kidx: KernelIndex, mods: list[Module],
-                   decompress: dict[str, bool]) -> None:
+                   decompress: dict[str, bool], depmod: Depmod) -> None:
     base = f"usr/lib/modules/{kidx.kver}"
-    depmod = shutil.which("depmod") or shutil.which("/usr/sbin/depmod") or "/sbin/depmod"
-    if not os.path.exists(depmod):
-        raise KernelError("depmod (package kmod) is needed to index kernel modules")
     with tempfile.TemporaryDirectory(prefix="rdforge-depmod-") as tmp:
         mdir = Path(tmp, "lib/modules", kidx.kver)
         mdir.mkdir(parents=True)
@@ -398,7 +398,9 @@ def _install_fresh(tree: Tree, kidx: KernelIndex, mods: list[Module],
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
             tree.add(f"{base}/{path}", Entry(FILE, 0o644, data=data, package="kernel"))
-        r = subprocess.run([depmod, "-b", tmp, kidx.kver], capture_output=True, text=True)
+        tool = Path(tmp, "depmod-tool")
+        r = subprocess.run([*depmod.command(tool), "-b", tmp, kidx.kver], capture_output=True,
+                           text=True)
         if r.returncode != 0:
             raise KernelError(f"depmod failed: {r.stderr.strip().splitlines()[-1:]}")
         for f in sorted(mdir.glob("modules.*")):

@@ -1,0 +1,104 @@
+"""rdforge on a trixie system: its .debs installed with dpkg, a kernel package whose
+postinst runs rdforge's hook, and trixie's kernel-install with rdforge as initrd and UKI
+generator (the reference: systemd 257's kernel-install and its own plugins)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from rdforge.sources.cache import BlobCache, cache_root
+from rdforge.vm.trixie import run_in, system_tarball, unpack_system
+
+pytestmark = pytest.mark.integration
+PACKAGES = ["systemd", "python3", "python3-zstandard", "python3-cryptography", "python3-lz4",
+            "gpgv", "debian-archive-keyring", "kmod", "linux-base"]
+
+
+@pytest.fixture(scope="module")
+def system(default_build: Path, rdforge_debs: dict[str, Path],
+           tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A trixie root with rdforge and rdforge-initramfs installed by dpkg, then the default
+    build's kernel package installed by dpkg (whose postinst runs the kernel hooks)."""
+    if shutil.which("mmdebstrap") is None or subprocess.run(["unshare", "-m", "true"]).returncode:
+        pytest.skip("needs mmdebstrap and mount namespaces")
+    root = unpack_system(system_tarball(PACKAGES), tmp_path_factory.mktemp("trixie") / "root")
+    m = json.loads(default_build.with_name("initrd.img.manifest.json").read_text())
+    kernel = m["kernel_package"]
+    hit = BlobCache().lookup(kernel["sha256"], None, verify=False)
+    assert hit is not None
+    shutil.copyfile(hit, root / "tmp/linux-image.deb")
+    for name, p in rdforge_debs.items():
+        shutil.copyfile(p, root / "tmp" / name)
+    r = run_in(root, "dpkg -i /tmp/rdforge_0.1.0_all.deb /tmp/rdforge-initramfs_0.1.0_all.deb\n"
+               "dpkg -i /tmp/linux-image.deb\n", binds={"/root/.cache/rdforge": cache_root()})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return root, str(m["kernel_version"])
+
+
+def test_installing_a_kernel_package_runs_the_hook_and_gives_the_hosts_bytes(
+        system: tuple[Path, str], default_build: Path) -> None:
+    """The kernel package's postinst ran /etc/kernel/postinst.d/rdforge; the initrd it made
+    there (trixie's python3 and zstandard, the installed kernel's modules) is the image this
+    bookworm host built from the kernel package."""
+    root, kver = system
+    img = root / f"boot/initrd.img-{kver}"
+    assert img.read_bytes() == default_build.read_bytes()
+    assert (root / f"var/lib/rdforge/initrd.img-{kver}.lock").is_file()
+
+
+def _kernel_install(root: Path, kver: str, conf: str, extra: str = "") -> subprocess.CompletedProcess[str]:
+    script = (f"printf '{conf}' > /etc/kernel/install.conf\n{extra}\n"
+              "export SYSTEMD_RELAX_ESP_CHECKS=1 SYSTEMD_RELAX_XBOOTLDR_CHECKS=1\n"
+              f"kernel-install --esp-path=/efi --entry-token=literal:rdforge "
+              f"--make-entry-directory=yes -v add {kver} /boot/vmlinuz-{kver}\n"
+              "rm -rf /tmp/esp && cp -a /efi /tmp/esp\n")
+    return run_in(root, script, binds={"/root/.cache/rdforge": cache_root()})
+
+
+def test_kernel_install_uki_layout_builds_and_signs_a_uki_with_extras(
+        system: tuple[Path, str], default_build: Path, vendor_keys: tuple[Path, Path],
+        tmp_path: Path) -> None:
+    root, kver = system
+    (root / "etc/rdforge/extra.d").mkdir(parents=True, exist_ok=True)
+    (root / "etc/rdforge/extra.d/rdforge.test.cred").write_text("a credential\n")
+    shutil.copyfile(vendor_keys[0], root / "etc/kernel/db.key")
+    shutil.copyfile(vendor_keys[1], root / "etc/kernel/db.crt")
+    (root / "etc/kernel/uki.conf").write_text("[UKI]\nSecureBootPrivateKey=/etc/kernel/db.key\n"
+                                              "SecureBootCertificate=/etc/kernel/db.crt\n")
+    (root / "etc/kernel/cmdline").write_text("console=ttyS0 root=LABEL=rdforge-root rw\n")
+    r = _kernel_install(root, kver, "layout=uki\\nuki_generator=rdforge\\n")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    uki = root / f"tmp/esp/EFI/Linux/rdforge-{kver}.efi"
+    assert uki.is_file(), r.stderr[-2000:]
+    assert (root / f"tmp/esp/EFI/Linux/rdforge-{kver}.efi.extra.d/rdforge.test.cred").is_file()
+    v = subprocess.run(["sbverify", "--cert", str(vendor_keys[1]), str(uki)], capture_output=True,
+                       text=True)
+    assert v.returncode == 0, v.stdout + v.stderr
+    out = tmp_path / "initrd"
+    subprocess.run(["objcopy", "-O", "binary", "--only-section=.initrd", str(uki), str(out)],
+                   check=True)
+    assert out.read_bytes().rstrip(b"\0") == default_build.read_bytes().rstrip(b"\0")
+    cmd = tmp_path / "cmdline"
+    subprocess.run(["objcopy", "-O", "binary", "--only-section=.cmdline", str(uki), str(cmd)],
+                   check=True)
+    assert cmd.read_bytes().rstrip(b"\0") == b"console=ttyS0 root=LABEL=rdforge-root rw"
+
+
+def test_kernel_install_bls_layout_takes_rdforges_initrd(system: tuple[Path, str],
+                                                         default_build: Path) -> None:
+    root, kver = system
+    (root / f"boot/initrd.img-{kver}").rename(root / f"boot/saved-{kver}")
+    try:
+        r = _kernel_install(root, kver, "layout=bls\\ninitrd_generator=rdforge\\n")
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        entry = (root / f"tmp/esp/loader/entries/rdforge-{kver}.conf").read_text()
+        initrds = [line.split()[1] for line in entry.splitlines() if line.startswith("initrd ")]
+        assert initrds == [f"/rdforge/{kver}/initrd"], entry
+        assert (root / f"tmp/esp/rdforge/{kver}/initrd").read_bytes() == default_build.read_bytes()
+    finally:
+        (root / f"boot/saved-{kver}").rename(root / f"boot/initrd.img-{kver}")
