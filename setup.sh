@@ -17,6 +17,7 @@ APT_PACKAGES=(
   python3-venv                                   # the virtual environment rdforge runs in
   debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools faketime  # its .deb
   mmdebstrap                                     # trixie systems for the packaging tests
+  softhsm2 libengine-pkcs11-openssl opensc       # a PKCS#11 token for signing tests
 )
 # ... and the one that reaches a software TPM (renamed for the 64-bit time_t transition)
 # shellcheck disable=SC1091

@@ -261,6 +261,25 @@ def _microcode(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _sign(ns: argparse.Namespace) -> int:
+    from rdforge.outputs.uki import sign_file
+
+    out = Path(ns.output or (ns.image + (".sig" if ns.detached else ".signed")))
+    info = sign_file(Path(ns.image), Path(ns.key), Path(ns.cert), out, ns.detached)
+    print(json.dumps(info, indent=1) if ns.json else
+          f"{info['output']}: {'detached signature' if ns.detached else 'signed image'}, "
+          f"{info['size']} bytes")
+    return 0
+
+
+def _attach(ns: argparse.Namespace) -> int:
+    from rdforge.outputs.uki import attach_file
+
+    info = attach_file(Path(ns.image), Path(ns.signature), Path(ns.output or ns.image))
+    print(json.dumps(info, indent=1) if ns.json else f"{info['output']}: signed, {info['size']} bytes")
+    return 0
+
+
 def _addon(ns: argparse.Namespace) -> int:
     from rdforge.outputs.uki import build_addon
 
@@ -273,7 +292,8 @@ def _addon(ns: argparse.Namespace) -> int:
 
 def _pe_output_args(p: argparse.ArgumentParser, default_output: str) -> None:
     """Signing, offline and output flags shared by `uki` and `addon`."""
-    p.add_argument("--key", help="Secure Boot signing key (PEM)")
+    p.add_argument("--key", help="Secure Boot signing key: a PEM file, or a pkcs11: URI (a key in an "
+                   "HSM or token, signed through sbsign and the pkcs11 engine)")
     p.add_argument("--cert", help="its certificate (PEM)")
     p.add_argument("--offline", action="store_true", help="the stub from the package cache only")
     p.add_argument("-o", dest="output", default=default_output)
@@ -411,6 +431,24 @@ def parser() -> argparse.ArgumentParser:
     ki.add_argument("image")
     ki.add_argument("initrds", nargs="*")
     ki.set_defaults(func=_kernel_install_add)
+
+    sg = sub.add_parser("sign", help="Authenticode-sign a PE image (UKI, addon), or make only "
+                        "the detached signature a signing service returns")
+    sg.add_argument("image")
+    sg.add_argument("--key", required=True, help="signing key: PEM file or pkcs11: URI")
+    sg.add_argument("--cert", required=True, help="its certificate (PEM)")
+    sg.add_argument("--detached", action="store_true", help="write only the signature "
+                    "(PKCS#7 DER, as sbsign --detached)")
+    sg.add_argument("-o", dest="output", help="default IMAGE.sig or IMAGE.signed")
+    sg.add_argument("--json", action="store_true")
+    sg.set_defaults(func=_sign)
+    at = sub.add_parser("attach", help="attach a detached signature to the unsigned image it "
+                        "was made for (as sbattach --attach)")
+    at.add_argument("image")
+    at.add_argument("signature")
+    at.add_argument("-o", dest="output", help="default: the image itself")
+    at.add_argument("--json", action="store_true")
+    at.set_defaults(func=_attach)
 
     mc = sub.add_parser("microcode", help="the early microcode cpio alone (a boot loader's "
                         "first initrd, kernel-install's microcode file, a UKI's .ucode)")

@@ -144,14 +144,48 @@ def signed_data(digest: bytes, signer: RsaSigner) -> bytes:
     return _seq(_oid(OID_SIGNED_DATA), _explicit(0, sd))
 
 
-def sign(data: bytes, signer: RsaSigner) -> bytes:
-    """The image with one Authenticode signature appended (the image must be unsigned)."""
+def _unsigned_padded(data: bytes) -> bytes:
+    """The image as a signature covers it: unsigned, padded to 8 bytes (where the
+    certificate table will start)."""
     pe = PE.parse(data)
     if pe.security != (0, 0):
         raise FormatError("the image is signed already")
-    image = bytearray(data)
-    image += b"\0" * (-len(image) % 8)
-    blob = signed_data(image_digest(bytes(image)), signer)
+    return data + b"\0" * (-len(data) % 8)
+
+
+def detached(data: bytes, signer: RsaSigner) -> bytes:
+    """A detached Authenticode signature of an unsigned image (PKCS#7 SignedData, DER), as
+    `sbsign --detached` makes and a signing service returns."""
+    return signed_data(image_digest(_unsigned_padded(data)), signer)
+
+
+def signed_digest(blob: bytes) -> bytes | None:
+    """The image digest a detached signature signs (from its SpcIndirectDataContent)."""
+    for alg in (_alg(OID_SHA256), _seq(_oid(OID_SHA256))):  # with or without NULL parameters
+        marker = _oid(OID_SPC_INDIRECT_DATA)
+        start = blob.find(marker)
+        at = blob.find(alg + b"\x04\x20", start if start >= 0 else 0)
+        if at >= 0:
+            off = at + len(alg) + 2
+            return blob[off:off + 32] if len(blob) >= off + 32 else None
+    return None
+
+
+def sign(data: bytes, signer: RsaSigner) -> bytes:
+    """The image with one Authenticode signature appended (the image must be unsigned)."""
+    return attach(data, detached(data, signer))
+
+
+def attach(data: bytes, blob: bytes) -> bytes:
+    """The image with a detached signature appended as its certificate table (what sbattach
+    --attach does). The signature must be over this very image."""
+    image = bytearray(_unsigned_padded(data))
+    pe = PE.parse(data)
+    if not blob.startswith(b"\x30") or signed_digest(blob) is None:
+        raise FormatError("not a detached Authenticode signature (PKCS#7 SignedData over a "
+                          "SHA-256 image digest)")
+    if signed_digest(blob) != image_digest(bytes(image)):
+        raise FormatError("the signature is not over this image (its digest differs)")
     cert = struct.pack("<IHH", 8 + len(blob), WIN_CERT_REVISION_2, WIN_CERT_TYPE_PKCS_SIGNED_DATA)
     cert += blob
     cert += b"\0" * (-len(cert) % 8)

@@ -3,7 +3,7 @@
 and os-release; signed for Secure Boot (Authenticode).
 
 Sections, in the order systemd's ukify writes them: .osrel .cmdline .uname (.splash .pcrpkey)
-.linux .initrd, then .sbat (the stub's, the kernel's and a UKI line merged) in place of the stub's
+.linux .initrd (.ucode), then .sbat (the stub's, the kernel's and a UKI line merged) in place of the stub's
 .sbat, and with a PCR key the signed PCR 11 policies (.pcrsig) last. Signing is Authenticode,
 written by rdforge without a signing time: signed images are reproducible too."""
 
@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from rdforge.config import Config
-from rdforge.errors import RdforgeError
+from rdforge.errors import FormatError, RdforgeError
 from rdforge.formats import authenticode, pcrsig, pe
 from rdforge.formats.deb import DebFile
 from rdforge.fsutil import write_atomic
@@ -89,8 +90,67 @@ def stub_from_archive(release: str, arch: str, addon: bool, offline: bool,
 
 def sign(image: bytes, key: Path, cert: Path) -> bytes:
     """Authenticode signature written by rdforge (deterministic; sbverify and UEFI firmware
-    verify it)."""
+    verify it). A key given as a `pkcs11:` URI stays in its token (an HSM, a smart card):
+    sbsign signs through OpenSSL's pkcs11 engine, and rdforge attaches what it returns."""
+    if str(key).startswith("pkcs11:"):
+        return authenticode.attach(image, _pkcs11_detached(image, str(key), cert))
     return authenticode.sign(image, load_signing_key(key, cert))
+
+
+def _pkcs11_detached(image: bytes, uri: str, cert: Path) -> bytes:
+    import subprocess
+    import tempfile
+
+    exe = shutil.which("sbsign")
+    if exe is None:
+        raise UkiError("a pkcs11: key needs sbsign (apt-get install sbsigntool) and the "
+                       "pkcs11 engine (libengine-pkcs11-openssl)")
+    with tempfile.TemporaryDirectory(prefix="rdforge-sign-") as tmp:
+        unsigned, sig = Path(tmp, "image.efi"), Path(tmp, "image.sig")
+        unsigned.write_bytes(image)
+        r = subprocess.run([exe, "--engine", "pkcs11", "--key", uri, "--cert", str(cert),
+                            "--detached", "--output", str(sig), str(unsigned)],
+                           capture_output=True, text=True)
+        if r.returncode != 0 or not sig.exists():
+            last = (r.stderr.strip() or r.stdout.strip()).splitlines()[-1:] or ["no output"]
+            raise UkiError(f"signing with {uri.split(';pin-value=')[0]} failed: {last[0]}")
+        return sig.read_bytes()
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise UkiError(f"{what} {path}: {e.strerror}") from None
+
+
+def sign_file(image: Path, key: Path, cert: Path, output: Path, detached: bool) -> dict[str, object]:
+    """Sign a PE image (a UKI, an addon, a stub): the signed image, or with detached only
+    the signature, for a signing service to return and `attach_file` to put in place."""
+    data = _read(image, "image")
+    try:
+        if str(key).startswith("pkcs11:"):
+            sig = _pkcs11_detached(data, str(key), cert)
+            out = sig if detached else authenticode.attach(data, sig)
+        else:
+            signer = load_signing_key(key, cert)
+            out = authenticode.detached(data, signer) if detached else authenticode.sign(data, signer)
+    except FormatError as e:
+        raise UkiError(f"{image}: {e}") from None
+    write_atomic(output, out, mode=0o644)
+    return {"output": str(output), "size": len(out), "detached": detached,
+            "digest": authenticode.image_digest(data + b"\0" * (-len(data) % 8)).hex()}
+
+
+def attach_file(image: Path, signature: Path, output: Path) -> dict[str, object]:
+    """Attach a detached Authenticode signature (rdforge sign --detached, sbsign --detached, a
+    signing service's) to the unsigned image it was made for."""
+    try:
+        out = authenticode.attach(_read(image, "image"), _read(signature, "signature"))
+    except FormatError as e:
+        raise UkiError(f"{signature}: {e}") from None
+    write_atomic(output, out, mode=0o644)
+    return {"output": str(output), "size": len(out)}
 
 
 def _splash(path: Path) -> bytes:
