@@ -67,6 +67,9 @@ SETTINGS: tuple[Setting, ...] = (
             "(initrd.img.lock)", path=True),
     Setting("locked", bool, False, "build exactly the packages pinned in the lock file"),
     Setting("offline", bool, False, "use only the cache and local .deb directories"),
+    Setting("installed_root", str, "", "with --locked: take the pinned packages from those "
+            "installed in this root (a package build's chroot with them in Build-Depends), each "
+            "file checked against dpkg's records", path=True),
     Setting("deb_dir", str, "", "a local directory of .deb files to use as the package source", path=True),
     Setting("source_date_epoch", int, -1, "timestamp for every file (default: newest package)"),
     Setting("hwdb", bool, False, "keep the udev hardware database"),
@@ -106,6 +109,7 @@ class Config:
     lock: str = ""
     locked: bool = False
     offline: bool = False
+    installed_root: str = ""
     deb_dir: str = ""
     source_date_epoch: int = -1
     hwdb: bool = False

@@ -98,3 +98,8 @@ def test_inspect_refuses_what_is_no_image(tmp_path: Path) -> None:
     damaged = tmp_path / "damaged.img"
     damaged.write_bytes(b"\x28\xb5\x2f\xfd" + bytes(range(200)))
     _one_line(_rdforge("inspect", str(damaged)), 1, "damaged zstd data")
+
+
+def test_installed_root_needs_a_lock(tmp_path: Path) -> None:
+    r = _rdforge("build", "--installed-root", str(tmp_path), "-o", str(tmp_path / "x.img"))
+    assert r.returncode == 1 and "give --locked" in r.stderr and r.stderr.count("\n") == 1

@@ -102,3 +102,67 @@ def test_kernel_install_bls_layout_takes_rdforges_initrd(system: tuple[Path, str
         assert (root / f"tmp/esp/rdforge/{kver}/initrd").read_bytes() == default_build.read_bytes()
     finally:
         (root / f"boot/saved-{kver}").rename(root / f"boot/initrd.img-{kver}")
+
+
+@pytest.fixture(scope="module")
+def build_root(default_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A package build's chroot: every package the default build's lock pins installed by
+    apt (as Build-Depends would be), the kernel package by dpkg."""
+    from rdforge.sources import lock as lockfile
+
+    if shutil.which("mmdebstrap") is None or subprocess.run(["unshare", "-m", "true"]).returncode:
+        pytest.skip("needs mmdebstrap and mount namespaces")
+    lk = lockfile.read(default_build.with_name("rdforge.lock"))
+    names = sorted({p.name for p in lk.packages})
+    root = unpack_system(system_tarball([*names, "linux-base", "kmod"]),
+                         tmp_path_factory.mktemp("buildroot") / "root")
+    assert lk.kernel is not None
+    hit = BlobCache().lookup(lk.kernel.sha256, lk.kernel.size, verify=False)
+    assert hit is not None
+    shutil.copyfile(hit, root / "tmp/linux-image.deb")
+    r = run_in(root, "dpkg -i --force-depends /tmp/linux-image.deb\nrm /tmp/linux-image.deb\n")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return root
+
+
+def _locked_from(root: Path, lock: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "rdforge.cli", "build", "--locked", "--offline",
+                           "--installed-root", str(root), "--lock", str(lock), "-o", str(out),
+                           "-q"], capture_output=True, text=True)
+
+
+def test_a_locked_build_from_the_build_roots_installed_packages_gives_the_same_bytes(
+        build_root: Path, default_build: Path, tmp_path: Path) -> None:
+    lock = default_build.with_name("rdforge.lock")
+    r = _locked_from(build_root, lock, tmp_path / "initrd.img")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "initrd.img").read_bytes() == default_build.read_bytes()
+    m = json.loads((tmp_path / "initrd.img.manifest.json").read_text())
+    assert m["package_source"]["installed_root"] == str(build_root)
+
+
+def test_a_file_changed_after_dpkg_installed_it_is_refused(build_root: Path, default_build: Path,
+                                                           tmp_path: Path) -> None:
+    target = build_root / "usr/lib/udev/rules.d/60-block.rules"
+    saved = target.read_bytes()
+    target.write_bytes(saved + b"# changed by someone\n")
+    try:
+        r = _locked_from(build_root, default_build.with_name("rdforge.lock"), tmp_path / "x.img")
+    finally:
+        target.write_bytes(saved)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "/usr/lib/udev/rules.d/60-block.rules differs from the package's" in r.stderr
+    assert not (tmp_path / "x.img").exists()
+
+
+def test_a_version_other_than_the_locked_one_is_refused(build_root: Path, default_build: Path,
+                                                        tmp_path: Path) -> None:
+    data = json.loads(default_build.with_name("rdforge.lock").read_text())
+    bash = next(p for p in data["packages"] if p["name"] == "bash")
+    bash["version"] = "1.0-1"
+    lock = tmp_path / "other.lock"
+    lock.write_text(json.dumps(data))
+    r = _locked_from(build_root, lock, tmp_path / "x.img")
+    assert r.returncode == 1 and "bash: " in r.stderr and "the lock pins 1.0-1" in r.stderr

@@ -20,6 +20,7 @@ from rdforge.progress import Progress
 from rdforge.sources import lock as lockfile
 from rdforge.sources.archive import Package
 from rdforge.sources.fetch import Fetcher
+from rdforge.sources.installed import InstalledRoot
 from rdforge.sources.plan import (
     PackageSource,
     archive_sources,
@@ -31,7 +32,14 @@ from rdforge.sources.plan import (
 from rdforge.tree import check, fixups, kmods, storage
 from rdforge.tree.model import FILE, Entry, Tree
 from rdforge.tree.prune import DEFAULT_PRUNE, Pruner, gc_libraries
-from rdforge.tree.unpack import ContentPolicy, MiB, new_tree, unpack_deb
+from rdforge.tree.unpack import (
+    ContentPolicy,
+    MiB,
+    Record,
+    deb_members,
+    new_tree,
+    unpack_members,
+)
 
 # Loaded with dlopen() by name but declared in no .note.dlopen: glibc loads libgcc_s for
 # thread cancellation and unwinding; systemd's TPM2 code loads the device TCTI driver.
@@ -86,6 +94,7 @@ class Builder:
         self.unpacked: dict[str, Package] = {}
         self.lock: lockfile.Lock | None = None  # the lock a --locked build reads
         self.firmware_used: list[Package] = []
+        self.trees: dict[str, dict[str, object]] = {}  # what each package gave, for the lock
         # The kernel package, the largest download by far, is fetched in the background while
         # the rest is unpacked. (Indexing it there too would be faster still, but its
         # decompressor's memory would then add to the unpacking's, and peak memory with it.)
@@ -93,18 +102,48 @@ class Builder:
         self._kernel_deb: Future[Path] | None = None
         self.fetcher = Fetcher(cfg.offline, Path(cfg.deb_dir) if cfg.deb_dir else None,
                                lambda: [s.uri for s in archive_sources(cfg)])
+        self.installed: InstalledRoot | None = None
+        if cfg.installed_root:
+            if not cfg.locked:
+                raise ConfigError("installed_root takes the lock's packages from a root: "
+                                  "give --locked (and the lock)")
+            self.installed = InstalledRoot.read(Path(cfg.installed_root))
 
     def prefetch_kernel(self, kernel: Package | None) -> None:
         cfg = self.cfg
-        if kernel is None or cfg.modules_dir or cfg.modules == "none" or self._kernel_deb:
+        if kernel is None or cfg.modules_dir or cfg.modules == "none" or self._kernel_deb \
+                or self.installed is not None:
             return
         self._kernel_deb = self._kernel_pool.submit(self.fetcher.one, kernel)
 
+    def unpack_into(self, tree: Tree, pkgs: list[Package], pruner: Pruner,
+                    policy: ContentPolicy) -> list[tuple[int, int]]:
+        """Each package's files into tree: from its .deb, or with installed_root from where
+        dpkg installed them (checked against dpkg's records); (bytes added, newest time)."""
+        if self.installed is not None:
+            assert self.lock is not None
+            inst, out = self.installed, []
+            for p in pkgs:
+                rec = self.lock.trees.get(p.name)
+                if rec is None:
+                    raise RdforgeError(f"{lock_path(self.cfg)}: records no files of {p.name} "
+                                       "(write the lock again with this rdforge)")
+                out.append(unpack_members(tree, inst.members(p, rec, policy.max_file), p.name,
+                                          f"{p.name} in {inst.root}", pruner, policy))
+            return out
+        results = []
+        for p, path in zip(pkgs, self.fetcher.all(pkgs), strict=True):
+            record: list[Record] = []
+            added, newest = unpack_members(tree, deb_members(path, policy.max_file), p.name,
+                                           str(path), pruner, policy, record)
+            self.trees[p.name] = {"newest": newest, "members": record}
+            results.append((added, newest))
+        return results
+
     def unpack(self, pkgs: list[Package]) -> None:
         new = [p for p in pkgs if p.name not in self.unpacked]
-        paths = self.fetcher.all(new)
-        for p, path in zip(new, paths, strict=True):
-            added, newest = unpack_deb(self.tree, path, p.name, self.pruner, self.policy)
+        for p, (added, newest) in zip(new, self.unpack_into(self.tree, new, self.pruner,
+                                                            self.policy), strict=True):
             self.pkg_bytes[p.name] = added
             self.newest = max(self.newest, newest)
             self.unpacked[p.name] = p
@@ -155,7 +194,14 @@ class Builder:
         cfg = self.cfg
         if cfg.modules == "none" and not cfg.modules_dir:
             return cfg.kernel_version, []
-        if cfg.modules_dir:
+        if self.installed is not None and kernel is not None and not cfg.modules_dir:
+            # the pinned kernel package as dpkg installed it: its modules, checked
+            kver = kernel.name.removeprefix("linux-image-")
+            n = self.installed.verify_tree(kernel, f"/usr/lib/modules/{kver}/")
+            self.p.phase("kernel", f"{kernel.name} {kernel.version}: {n} files checked "
+                         f"against dpkg's records in {self.installed.root}")
+            kidx = kmods.index_module_dir(self.installed.root / "usr/lib/modules" / kver)
+        elif cfg.modules_dir:
             kidx = kmods.index_module_dir(Path(cfg.modules_dir))
         else:
             assert kernel is not None
@@ -241,9 +287,9 @@ class Builder:
         files: dict[str, bytes] = {}
         keep = tuple(f"{d}/*" for d in microcode.FIRMWARE_DIRS.values())
         newest = 0
-        for p, path in zip(pkgs, self.fetcher.all(pkgs), strict=True):
+        for p in pkgs:
             t = new_tree()
-            newest = max(newest, unpack_deb(t, path, p.name, Pruner(("*",), keep), self.policy)[1])
+            newest = max(newest, self.unpack_into(t, [p], Pruner(("*",), keep), self.policy)[0][1])
             files.update({k: e.data for k, e in t.files()})
         if mtime is None:
             mtime = source_date_epoch(newest)
@@ -264,10 +310,9 @@ class Builder:
         if not pkgs:
             return wanted
         fw_tree = new_tree()
-        for p, path in zip(pkgs, self.fetcher.all(pkgs), strict=True):
-            # Whole firmware packages are far larger than what the image takes from them.
-            unpack_deb(fw_tree, path, p.name, Pruner(("usr/share/*",)),
-                       ContentPolicy(self.policy.max_file, 1 << 62))
+        # Whole firmware packages are far larger than what the image takes from them.
+        self.unpack_into(fw_tree, pkgs, Pruner(("usr/share/*",)),
+                         ContentPolicy(self.policy.max_file, 1 << 62))
         missing = []
         for name in wanted:
             for suffix in ("", ".xz", ".zst"):
@@ -373,6 +418,10 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
         "units_with_rdforge_dropins": dropins,
         "storage": storage_done,
         "content_policy": b.policy.report(),
+        "package_source": ({"installed_root": str(b.installed.root), "checked": "versions in "
+                            "dpkg's status, every file against the sha256 the lock records, "
+                            "the kernel's modules against dpkg's md5sums"}
+                           if b.installed else None),
         "static_device_nodes": static_nodes,
         "check_warnings": rep.warnings,
     }
@@ -381,7 +430,7 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
                             (json.dumps(manifest, indent=1) + "\n").encode())]
     if not cfg.locked:  # a locked build reads its lock and never writes it
         lock_bytes = lockfile.Lock(cfg.release, cfg.arch, pkgs, kernel, b.firmware_used,
-                                   microcode_pkgs).to_json().encode()
+                                   microcode_pkgs, b.trees).to_json().encode()
         if _read_or_none(lock_path(cfg)) != lock_bytes:
             files.append((lock_path(cfg), lock_bytes))
     commit_together(files)

@@ -25,6 +25,9 @@ class Lock:
     kernel: Package | None
     firmware: list[Package] = field(default_factory=list)  # read for firmware= files only
     microcode: list[Package] = field(default_factory=list)  # read for the early cpio only
+    # per package: {"newest": time, "members": [...]}, what the image takes from it (for
+    # builds from installed packages, which dpkg keeps no modes or links of)
+    trees: dict[str, dict[str, object]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         def rec(p: Package) -> dict[str, object]:
@@ -42,7 +45,17 @@ class Lock:
             data["firmware"] = [rec(p) for p in self.firmware]
         if self.microcode:
             data["microcode"] = [rec(p) for p in self.microcode]
-        return json.dumps(data, indent=1, sort_keys=False) + "\n"
+        text = json.dumps(data, indent=1, sort_keys=False)
+        if self.trees:  # one line per member: long, but readable and diffable
+            parts = []
+            for name in sorted(self.trees):
+                t = self.trees[name]
+                rows = t.get("members")
+                members = ",\n   ".join(json.dumps(r) for r in rows) if isinstance(rows, list) else ""
+                parts.append(f' {json.dumps(name)}: {{"newest": {json.dumps(t.get("newest"))}, '
+                             f'"members": [\n   {members}]}}')
+            text = text[:-2] + ',\n "trees": {\n' + ",\n".join(parts) + "\n }\n}"
+        return text + "\n"
 
 
 def _pkg(d: dict[str, object], where: str) -> Package:
@@ -80,8 +93,12 @@ def read(path: Path) -> Lock:
     kernel = data.get("kernel")
     if kernel is not None and not isinstance(kernel, dict):
         raise LockError(f"{path}: kernel must be a package entry")
+    trees = data.get("trees", {})
+    if not isinstance(trees, dict):
+        raise LockError(f"{path}: trees must be a table")
     return Lock(str(data.get("release", "")), str(data.get("arch", "")), pkgs("packages"),
-                _pkg(kernel, str(path)) if kernel else None, pkgs("firmware"), pkgs("microcode"))
+                _pkg(kernel, str(path)) if kernel else None, pkgs("firmware"), pkgs("microcode"),
+                {str(k): v for k, v in trees.items() if isinstance(v, dict)})
 
 
 def write(path: Path, lock: Lock) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,10 +131,25 @@ def unpack_deb(tree: Tree, deb: Path, package: str, pruner: Pruner,
     """Add one package's files under the content policy; returns the bytes of file content
     it added and the newest member timestamp (the package's build date)."""
     policy = policy or ContentPolicy()
+    return unpack_members(tree, deb_members(deb, policy.max_file), package, str(deb), pruner,
+                          policy)
+
+
+# One kept member, as a lock records it: [path, "d", mode] | [path, "f", mode, sha256] |
+# [path, "l", target] (symlink) | [path, "h", target] (hard link)
+Record = list[str | int]
+
+
+def unpack_members(tree: Tree, members: list[tuple[tarfile.TarInfo, bytes | None]],
+                   package: str, where: str, pruner: Pruner,
+                   policy: ContentPolicy, record: list[Record] | None = None) -> tuple[int, int]:
+    """unpack_deb for members from any source (a .deb's data.tar, files installed by dpkg as
+    a lock recorded them); record collects what was kept, as the lock writes it."""
     added = 0
     newest = 0
     links: list[tuple[str, str, tarfile.TarInfo]] = []
-    for ti, content in deb_members(deb, policy.max_file):
+    deb = where
+    for ti, content in members:
         name = check_member_name(ti.name, str(deb))
         newest = max(newest, int(ti.mtime))
         if not name:
@@ -149,14 +165,22 @@ def unpack_deb(tree: Tree, deb: Path, package: str, pruner: Pruner,
             continue
         if ti.isdir():
             tree.add(name, Entry(DIR, mode, package=package))
+            if record is not None:
+                record.append([ti.name, "d", mode])
         elif ti.isreg():
             assert content is not None
             tree.add(name, Entry(FILE, mode, data=content, package=package))
             added += len(content)
+            if record is not None:
+                record.append([ti.name, "f", mode, hashlib.sha256(content).hexdigest()])
         elif ti.issym():
             tree.add(name, Entry(SYMLINK, 0o777, target=ti.linkname, package=package))
+            if record is not None:
+                record.append([ti.name, "l", ti.linkname])
         elif ti.islnk():
             links.append((name, check_member_name(ti.linkname, str(deb)), ti))
+            if record is not None:
+                record.append([ti.name, "h", ti.linkname])
     for name, target, _ti in links:
         src = tree.get(_canonical_prefix(tree, target), follow=False)
         if src is None or src.kind != FILE:

@@ -44,3 +44,14 @@ def test_an_unknown_lock_version_is_refused(tmp_path: Path) -> None:
     (tmp_path / "l").write_text(json.dumps({"lock-version": 9}))
     with pytest.raises(LockError, match="version 1 or 2"):
         lockfile.read(tmp_path / "l")
+
+
+def test_the_lock_records_what_the_image_takes_from_each_package(tmp_path: Path) -> None:
+    trees = {"hello": {"newest": 1700000000, "members": [
+        ["./usr/bin", "d", 0o755], ["./usr/bin/hello", "f", 0o755, SHA],
+        ["./usr/bin/hi", "l", "hello"], ["./usr/bin/hullo", "h", "./usr/bin/hello"]]}}
+    pkg = Package("hello", "1", "amd64", "pool/main/h/hello/hello_1_amd64.deb", SHA, 10)
+    text = lockfile.Lock("trixie", "amd64", [pkg], None, trees=trees).to_json()
+    assert '\n   ["./usr/bin/hello", "f", 493, "' in text  # one line per member
+    (tmp_path / "l").write_text(text)
+    assert lockfile.read(tmp_path / "l").trees == trees
