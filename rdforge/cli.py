@@ -205,7 +205,8 @@ def _uki(ns: argparse.Namespace) -> int:
                                 cert=Path(ns.cert) if ns.cert else None, offline=ns.offline,
                                 pcr_key=Path(ns.pcr_key) if ns.pcr_key else None,
                                 splash=Path(ns.splash) if ns.splash else None,
-                                microcode=Path(ns.microcode) if ns.microcode else None))
+                                microcode=Path(ns.microcode) if ns.microcode else None,
+                                stub=Path(ns.stub) if ns.stub else None))
     if ns.json:
         print(json.dumps(info, indent=1))
     else:
@@ -241,6 +242,22 @@ def _kernel_install_add(ns: argparse.Namespace) -> int:
                   Progress(os.environ.get("KERNEL_INSTALL_VERBOSE", "0") not in ("", "0")))
     if written and os.environ.get("KERNEL_INSTALL_VERBOSE", "0") not in ("", "0"):
         print(f"rdforge: wrote {', '.join(written)} for {ns.kver}", file=sys.stderr)
+    return 0
+
+
+def _debian_package(ns: argparse.Namespace) -> int:
+    import time
+
+    from rdforge.outputs.debian_package import write_source_package
+
+    cfg = Path(ns.config)
+    lock = Path(ns.lock) if ns.lock else cfg.with_suffix(".lock")
+    info = write_source_package(cfg, lock, Path(ns.out), ns.version, ns.maintainer,
+                                int(os.environ.get("SOURCE_DATE_EPOCH") or time.time()),
+                                ns.uki_cmdline)
+    print(json.dumps(info, indent=1) if ns.json else
+          f"{info['output']}: source package {info['source']} {info['version']} "
+          f"(builds {info['binary']}; dpkg-buildpackage -b in it)")
     return 0
 
 
@@ -403,6 +420,7 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--pcr-key", help="RSA key (PEM) signing the PCR 11 policies of each boot "
                    "phase (.pcrsig, with its public key as .pcrpkey)")
     u.add_argument("--splash", help="BMP image systemd-stub shows while it boots (.splash)")
+    u.add_argument("--stub", help="the EFI stub (default: from the release's systemd-boot-efi)")
     u.add_argument("--microcode", help="early microcode cpio for the .ucode section (default: "
                    "the one an initrd built with --microcode starts with)")
     _pe_output_args(u, "vmlinuz.efi")
@@ -449,6 +467,17 @@ def parser() -> argparse.ArgumentParser:
     at.add_argument("-o", dest="output", help="default: the image itself")
     at.add_argument("--json", action="store_true")
     at.set_defaults(func=_attach)
+
+    dp = sub.add_parser("debian-package", help="write the source package of a vendor initrd "
+                        "(linux-initrd-KVER: /usr/lib/modules/KVER/initrd, optionally a UKI)")
+    dp.add_argument("-c", "--config", required=True, help="the initrd's TOML configuration")
+    dp.add_argument("--lock", help="its lock (default: beside the configuration)")
+    dp.add_argument("--version", default="1", help="the package version (default 1)")
+    dp.add_argument("--maintainer", default="rdforge maintainers <maintainers@rdforge.invalid>")
+    dp.add_argument("--uki-cmdline", help="also an unsigned UKI with this command line")
+    dp.add_argument("-o", dest="out", required=True, help="the source package directory")
+    dp.add_argument("--json", action="store_true")
+    dp.set_defaults(func=_debian_package)
 
     mc = sub.add_parser("microcode", help="the early microcode cpio alone (a boot loader's "
                         "first initrd, kernel-install's microcode file, a UKI's .ucode)")

@@ -5,6 +5,7 @@ generator (the reference: systemd 257's kernel-install and its own plugins)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,6 +16,9 @@ from rdforge.sources.cache import BlobCache, cache_root
 from rdforge.vm.trixie import run_in, system_tarball, unpack_system
 
 pytestmark = pytest.mark.integration
+# a package build's chroot: debhelper, and what rdforge's own package depends on
+BUILD_TOOLS = ["linux-base", "kmod", "build-essential", "debhelper", "python3-zstandard",
+               "python3-cryptography", "python3-lz4", "gpgv", "systemd-boot-efi"]
 PACKAGES = ["systemd", "python3", "python3-zstandard", "python3-cryptography", "python3-lz4",
             "gpgv", "debian-archive-keyring", "kmod", "linux-base"]
 
@@ -114,7 +118,7 @@ def build_root(default_build: Path, tmp_path_factory: pytest.TempPathFactory) ->
         pytest.skip("needs mmdebstrap and mount namespaces")
     lk = lockfile.read(default_build.with_name("rdforge.lock"))
     names = sorted({p.name for p in lk.packages})
-    root = unpack_system(system_tarball([*names, "linux-base", "kmod"]),
+    root = unpack_system(system_tarball([*names, *BUILD_TOOLS]),
                          tmp_path_factory.mktemp("buildroot") / "root")
     assert lk.kernel is not None
     hit = BlobCache().lookup(lk.kernel.sha256, lk.kernel.size, verify=False)
@@ -166,3 +170,46 @@ def test_a_version_other_than_the_locked_one_is_refused(build_root: Path, defaul
     lock.write_text(json.dumps(data))
     r = _locked_from(build_root, lock, tmp_path / "x.img")
     assert r.returncode == 1 and "bash: " in r.stderr and "the lock pins 1.0-1" in r.stderr
+
+
+def test_the_vendor_initrd_package_builds_reproducibly_in_the_build_root(
+        build_root: Path, default_build: Path, rdforge_debs: dict[str, Path], tmp_path: Path) -> None:
+    """rdforge debian-package writes the source package; dpkg-buildpackage builds it twice in
+    the chroot (another directory, another time zone): the same .deb, holding the default
+    build's bytes at /usr/lib/modules/KVER/initrd and an unsigned UKI."""
+    import sys
+
+    cfg = tmp_path / "rdforge.toml"
+    cfg.write_text("[build]\n")
+    shutil.copyfile(default_build.with_name("rdforge.lock"), tmp_path / "rdforge.lock")
+    src = build_root / "tmp/one/rdforge-initrd"
+    r = subprocess.run([sys.executable, "-m", "rdforge.cli", "debian-package", "-c", str(cfg),
+                        "--uki-cmdline", "root=LABEL=root rw", "-o", str(src)],
+                       capture_output=True, text=True, env={**os.environ, "SOURCE_DATE_EPOCH": "1790000000"})
+    assert r.returncode == 0, r.stderr
+    shutil.copytree(src, build_root / "tmp/two/deeper/rdforge-initrd")
+    shutil.copyfile(rdforge_debs["rdforge_0.1.0_all.deb"], build_root / "tmp/rdforge.deb")
+    r = run_in(build_root, "dpkg -i /tmp/rdforge.deb\n"
+               "cd /tmp/one/rdforge-initrd && dpkg-buildpackage -us -uc -b >/tmp/one.log 2>&1\n"
+               "cd /tmp/two/deeper/rdforge-initrd && TZ=Asia/Tokyo LC_ALL=C.UTF-8 "
+               "dpkg-buildpackage -us -uc -b >/tmp/two.log 2>&1\n")
+    logs = "".join((build_root / f"tmp/{n}.log").read_text()[-3000:] for n in ("one", "two")
+                   if (build_root / f"tmp/{n}.log").exists())
+    assert r.returncode == 0, r.stderr[-2000:] + logs
+    (one,) = (build_root / "tmp/one").glob("*.deb")
+    (two,) = (build_root / "tmp/two/deeper").glob("*.deb")
+    assert one.name == two.name and one.read_bytes() == two.read_bytes(), one.name
+    kver = json.loads(default_build.with_name("initrd.img.manifest.json").read_text())["kernel_version"]
+    assert one.name.startswith(f"linux-initrd-{kver}_1_amd64")
+    x = tmp_path / "x"
+    subprocess.run(["dpkg-deb", "-x", str(one), str(x)], check=True)
+    assert (x / f"usr/lib/modules/{kver}/initrd").read_bytes() == default_build.read_bytes()
+    assert (x / f"usr/lib/modules/{kver}/initrd.manifest.json").is_file()
+    uki = x / f"usr/lib/modules/{kver}/uki.efi"
+    out = tmp_path / "initrd-section"
+    subprocess.run(["objcopy", "-O", "binary", "--only-section=.initrd", str(uki), str(out)],
+                   check=True)
+    assert out.read_bytes().rstrip(b"\0") == default_build.read_bytes().rstrip(b"\0")
+    fields = subprocess.run(["dpkg-deb", "-f", str(one), "Depends"], capture_output=True,
+                            text=True, check=True).stdout
+    assert f"linux-image-{kver}" in fields
