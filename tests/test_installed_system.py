@@ -213,3 +213,31 @@ def test_the_vendor_initrd_package_builds_reproducibly_in_the_build_root(
     fields = subprocess.run(["dpkg-deb", "-f", str(one), "Depends"], capture_output=True,
                             text=True, check=True).stdout
     assert f"linux-image-{kver}" in fields
+    _dracut_plugin_takes_the_vendor_initrd(x, kver, tmp_path, default_build)
+
+
+def _dracut_plugin_takes_the_vendor_initrd(root: Path, kver: str, tmp: Path,
+                                           default_build: Path) -> None:
+    """The reference: trixie's dracut kernel-install plugin, given a kernel image in
+    /usr/lib/modules/KVER (as kernel-install is called for it there), copies the vendor
+    initrd beside it instead of running dracut."""
+    from rdforge.config import Config
+    from rdforge.sources.fetch import fetch_all
+    from rdforge.sources.plan import load_universe
+
+    pkg = load_universe(Config()).universe.candidates["dracut-core"]
+    dracut = tmp / "dracut"
+    subprocess.run(["dpkg-deb", "-x", str(fetch_all([pkg], False)[0]), str(dracut)], check=True)
+    moddir = root / f"usr/lib/modules/{kver}"
+    (moddir / "vmlinuz").write_bytes(b"a kernel image")
+    staging = tmp / "staging"
+    staging.mkdir()
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "KERNEL_INSTALL_STAGING_AREA": str(staging),
+           "KERNEL_INSTALL_LAYOUT": "bls", "KERNEL_INSTALL_INITRD_GENERATOR": "dracut",
+           "KERNEL_INSTALL_VERBOSE": "1"}
+    r = subprocess.run(["bash", str(dracut / "usr/lib/kernel/install.d/50-dracut.install"), "add",
+                        kver, str(tmp / "entry"), str(moddir / "vmlinuz")], capture_output=True,
+                       text=True, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "skipping generating a new one" in r.stdout
+    assert (staging / "initrd").read_bytes() == default_build.read_bytes()
