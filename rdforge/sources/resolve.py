@@ -162,6 +162,13 @@ def resolve(universe: Universe, requested: list[str], exclude: tuple[str, ...] =
                     wanted = " | ".join(str(r) for r in alts)
                     held = [f"{c.name} {c.version}" for r in alts for c in _chosen_for(chosen, r)]
                     extra = f"; have {', '.join(held)}" if held else ""
+                    other = [f"{r.name} {c.version}" for r in alts
+                             if (c := universe.candidates.get(r.name)) is not None
+                             and not universe.matches(r, c)]
+                    if other and not held:
+                        extra = f": no version satisfies it (the archive has {', '.join(other)})"
+                    elif not held and not any(universe.options(r, prefer) for r in alts):
+                        extra = ": the archive has no such package"
                     raise ResolveError(f"cannot satisfy {wanted} for {chain(pkg.name)}{extra}")
                 chosen[picked.name] = picked
                 why[picked.name] = pkg.name

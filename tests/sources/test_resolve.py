@@ -67,3 +67,13 @@ def test_deterministic() -> None:
     ps += [pkg(f"q{i}") for i in range(50)]
     assert names(resolve(Universe(ps), ["p0"]).packages) == names(
         resolve(Universe(list(reversed(ps))), ["p0"]).packages)
+
+
+def test_an_unsatisfiable_version_names_what_the_archive_has() -> None:
+    u = Universe([pkg("tool", depends="bash (>= 99)"), pkg("bash", "5.2.37-2")])
+    with pytest.raises(ResolveError, match=r"cannot satisfy bash \(>= 99\) for tool: no version "
+                                           r"satisfies it \(the archive has bash 5\.2\.37-2\)"):
+        resolve(u, ["tool"])
+    u = Universe([pkg("tool", depends="nosuch")])
+    with pytest.raises(ResolveError, match="nosuch for tool: the archive has no such package"):
+        resolve(u, ["tool"])
