@@ -56,6 +56,7 @@ class BootOptions:
     initrd: Path | None = None
     uki: Path | None = None  # boot this UKI from an ESP with OVMF instead of -kernel/-initrd
     esp_extra: tuple[Path, ...] = ()  # files for the UKI's extra.d folder (.cred, .raw, .efi)
+    esp_tree: Path | None = None  # or boot an ESP holding this tree (systemd-boot and entries)
     secure_boot_vars: Path | None = None  # an OVMF variable store with Secure Boot keys
     secure_boot_cert: Path | None = None  # or: Secure Boot on, with this certificate in db
     kernel: Path | None = None
@@ -251,8 +252,8 @@ def default_root(opts: BootOptions) -> Path:
 
 
 def boot(opts: BootOptions) -> BootResult:
-    if opts.uki is None and opts.initrd is None:
-        raise BootError("give an initrd (with a kernel) or a UKI to boot")
+    if opts.uki is None and opts.initrd is None and opts.esp_tree is None:
+        raise BootError("give an initrd (with a kernel), a UKI or an ESP tree to boot")
     for what, path in (("initrd", opts.initrd), ("UKI", opts.uki)):
         if path is not None and not path.exists():
             raise BootError(f"{path}: no such {what}")
@@ -272,12 +273,16 @@ def boot(opts: BootOptions) -> BootResult:
                                   ("passphrase for disk", opts.luks_passphrase + "\n"))
     accel = "kvm" if kvm_works() else "tcg"
     with tempfile.TemporaryDirectory(prefix="rdforge-boot-") as tmp:
-        if opts.uki is not None:
-            from rdforge.vm.esp import make_esp
+        if opts.uki is not None or opts.esp_tree is not None:
+            from rdforge.vm.esp import make_esp, make_esp_from_tree
 
             # The UKI carries its own command line (root=, console=): --append does not apply.
             extras = [*opts.esp_extra, *opts.sysexts, *opts.credentials]
-            esp = make_esp(opts.uki, extras, Path(tmp, "esp.img"))
+            if opts.uki is not None:
+                esp = make_esp(opts.uki, extras, Path(tmp, "esp.img"))
+            else:
+                assert opts.esp_tree is not None
+                esp = make_esp_from_tree(opts.esp_tree, Path(tmp, "esp.img"))
             vars_copy = Path(tmp, "vars.fd")
             if opts.secure_boot_cert is not None:
                 from rdforge.vm.esp import secure_boot_vars

@@ -78,3 +78,19 @@ def secure_boot_vars(cert: Path, dest: Path) -> Path:
     _run([exe, "-i", str(base), "-o", str(dest), "--enroll-generate", "rdforge test platform key",
           "--no-microsoft", "--add-db", owner, str(cert), "--sb"])
     return dest
+
+
+def make_esp_from_tree(tree: Path, dest: Path) -> Path:
+    """An ESP image holding a directory tree: what `bootctl install` and kernel-install put
+    on a system's ESP (systemd-boot, loader entries, kernels, initrds, UKIs)."""
+    if not tree.is_dir():
+        raise BootError(f"{tree}: no such directory")
+    size = sum(f.stat().st_size for f in tree.rglob("*") if f.is_file())
+    kib = max(33 * 1024, (size * 11 // 10 + (16 << 20)) // 1024)
+    if dest.exists():
+        dest.unlink()
+    _run(["mkfs.vfat", "-C", "-F", "32", "-n", "ESP", str(dest), str(kib)])
+    entries = sorted(tree.iterdir())
+    if entries:
+        _run(["mcopy", "-s", "-i", str(dest), *map(str, entries), "::/"])
+    return dest
