@@ -282,7 +282,7 @@ def _sign(ns: argparse.Namespace) -> int:
     from rdforge.outputs.uki import sign_file
 
     out = Path(ns.output or (ns.image + (".sig" if ns.detached else ".signed")))
-    info = sign_file(Path(ns.image), Path(ns.key), Path(ns.cert), out, ns.detached)
+    info = sign_file(Path(ns.image), Path(ns.key), Path(ns.cert), out, ns.detached, ns.replace)
     print(json.dumps(info, indent=1) if ns.json else
           f"{info['output']}: {'detached signature' if ns.detached else 'signed image'}, "
           f"{info['size']} bytes")
@@ -457,6 +457,8 @@ def parser() -> argparse.ArgumentParser:
     sg.add_argument("--cert", required=True, help="its certificate (PEM)")
     sg.add_argument("--detached", action="store_true", help="write only the signature "
                     "(PKCS#7 DER, as sbsign --detached)")
+    sg.add_argument("--replace", action="store_true", help="an image signed already loses its "
+                    "signatures first (re-sign a distribution's boot loader with your own key)")
     sg.add_argument("-o", dest="output", help="default IMAGE.sig or IMAGE.signed")
     sg.add_argument("--json", action="store_true")
     sg.set_defaults(func=_sign)

@@ -153,6 +153,21 @@ def _unsigned_padded(data: bytes) -> bytes:
     return data + b"\0" * (-len(data) % 8)
 
 
+def unsigned(data: bytes) -> bytes:
+    """The image without its certificate table (what sbattach --remove does): the bytes
+    its signatures were made over, ready to be signed with another key."""
+    pe = PE.parse(data)
+    off, size = pe.security
+    if (off, size) == (0, 0):
+        return data
+    if off + size != len(data) and data[off + size:].strip(b"\0"):
+        raise FormatError("data follows the certificate table: cannot remove it")
+    image = bytearray(data[:off])
+    sec = pe.opt_offset + OPT_DATA_DIRECTORIES + SECURITY_DIRECTORY * 8
+    struct.pack_into("<II", image, sec, 0, 0)
+    return bytes(image)
+
+
 def detached(data: bytes, signer: RsaSigner) -> bytes:
     """A detached Authenticode signature of an unsigned image (PKCS#7 SignedData, DER), as
     `sbsign --detached` makes and a signing service returns."""

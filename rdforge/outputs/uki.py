@@ -124,11 +124,16 @@ def _read(path: Path, what: str) -> bytes:
         raise UkiError(f"{what} {path}: {e.strerror}") from None
 
 
-def sign_file(image: Path, key: Path, cert: Path, output: Path, detached: bool) -> dict[str, object]:
-    """Sign a PE image (a UKI, an addon, a stub): the signed image, or with detached only
-    the signature, for a signing service to return and `attach_file` to put in place."""
+def sign_file(image: Path, key: Path, cert: Path, output: Path, detached: bool,
+              replace: bool = False) -> dict[str, object]:
+    """Sign a PE image (a UKI, an addon, a boot loader): the signed image, or with detached
+    only the signature, for a signing service to return and `attach_file` to put in place.
+    With replace, an image signed already (a distribution's boot loader) loses its
+    signatures first, to be signed with this key (a machine's own db or MOK)."""
     data = _read(image, "image")
     try:
+        if replace:
+            data = authenticode.unsigned(data)
         if str(key).startswith("pkcs11:"):
             sig = _pkcs11_detached(data, str(key), cert)
             out = sig if detached else authenticode.attach(data, sig)

@@ -121,3 +121,20 @@ def test_a_key_in_a_pkcs11_token_signs_without_leaving_it(tmp_path: Path,
                        capture_output=True, text=True, env=full)
     assert r.returncode == 1 and "signing with pkcs11:token=rdforge" in r.stderr
     assert "0000" not in r.stderr and not (tmp_path / "no.efi").exists()
+
+
+def test_a_signed_image_is_re_signed_with_another_key(unsigned: Path, tmp_path: Path,
+                                                      vendor_keys: tuple[Path, Path]) -> None:
+    from rdforge.keys import genkey
+
+    key, cert = vendor_keys
+    key2, cert2 = genkey("machine owner", tmp_path / "mok")
+    subprocess.run(["sbsign", "--key", str(key), "--cert", str(cert), "--output",
+                    str(tmp_path / "theirs.efi"), str(unsigned)], check=True, capture_output=True)
+    r = _rdforge("sign", "--key", str(key2), "--cert", str(cert2), str(tmp_path / "theirs.efi"),
+                 "-o", str(tmp_path / "x.efi"))
+    assert r.returncode == 1 and "signed already" in r.stderr
+    r = _rdforge("sign", "--replace", "--key", str(key2), "--cert", str(cert2),
+                 str(tmp_path / "theirs.efi"), "-o", str(tmp_path / "mine.efi"))
+    assert r.returncode == 0, r.stderr
+    assert _sbverify(tmp_path / "mine.efi", cert2) and not _sbverify(tmp_path / "mine.efi", cert)
