@@ -17,7 +17,7 @@ from rdforge.vm.trixie import run_in, system_tarball, unpack_system
 
 pytestmark = pytest.mark.integration
 # a package build's chroot: debhelper, and what rdforge's own package depends on
-BUILD_TOOLS = ["linux-base", "kmod", "build-essential", "debhelper", "python3-zstandard",
+BUILD_TOOLS = ["linux-base", "kmod", "build-essential", "debhelper", "faketime", "python3-zstandard",
                "python3-cryptography", "python3-lz4", "gpgv", "systemd-boot-efi"]
 PACKAGES = ["systemd", "python3", "python3-zstandard", "python3-cryptography", "python3-lz4",
             "gpgv", "debian-archive-keyring", "kmod", "linux-base"]
@@ -112,14 +112,17 @@ def test_kernel_install_bls_layout_takes_rdforges_initrd(system: tuple[Path, str
 def build_root(default_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A package build's chroot: every package the default build's lock pins installed by
     apt (as Build-Depends would be), the kernel package by dpkg."""
-    from rdforge.sources import lock as lockfile
-
     if shutil.which("mmdebstrap") is None or subprocess.run(["unshare", "-m", "true"]).returncode:
         pytest.skip("needs mmdebstrap and mount namespaces")
+    return _make_build_root(default_build, tmp_path_factory.mktemp("buildroot") / "root")
+
+
+def _make_build_root(default_build: Path, dest: Path) -> Path:
+    from rdforge.sources import lock as lockfile
+
     lk = lockfile.read(default_build.with_name("rdforge.lock"))
     names = sorted({p.name for p in lk.packages})
-    root = unpack_system(system_tarball([*names, *BUILD_TOOLS]),
-                         tmp_path_factory.mktemp("buildroot") / "root")
+    root = unpack_system(system_tarball([*names, *BUILD_TOOLS]), dest)
     assert lk.kernel is not None
     hit = BlobCache().lookup(lk.kernel.sha256, lk.kernel.size, verify=False)
     assert hit is not None
@@ -174,9 +177,10 @@ def test_a_version_other_than_the_locked_one_is_refused(build_root: Path, defaul
 
 def test_the_vendor_initrd_package_builds_reproducibly_in_the_build_root(
         build_root: Path, default_build: Path, rdforge_debs: dict[str, Path], tmp_path: Path) -> None:
-    """rdforge debian-package writes the source package; dpkg-buildpackage builds it twice in
-    the chroot (another directory, another time zone): the same .deb, holding the default
-    build's bytes at /usr/lib/modules/KVER/initrd and an unsigned UKI."""
+    """rdforge debian-package writes the source package; dpkg-buildpackage builds it in the
+    build chroot and again in a second chroot (another directory, another time zone, three
+    days later under faketime): the same .deb, holding the default build's bytes at
+    /usr/lib/modules/KVER/initrd and an unsigned UKI."""
     import sys
 
     cfg = tmp_path / "rdforge.toml"
@@ -187,17 +191,21 @@ def test_the_vendor_initrd_package_builds_reproducibly_in_the_build_root(
                         "--uki-cmdline", "root=LABEL=root rw", "-o", str(src)],
                        capture_output=True, text=True, env={**os.environ, "SOURCE_DATE_EPOCH": "1790000000"})
     assert r.returncode == 0, r.stderr
-    shutil.copytree(src, build_root / "tmp/two/deeper/rdforge-initrd")
-    shutil.copyfile(rdforge_debs["rdforge_0.1.0_all.deb"], build_root / "tmp/rdforge.deb")
+    other = _make_build_root(default_build, tmp_path / "second-chroot")
+    shutil.copytree(src, other / "tmp/two/deeper/rdforge-initrd")
+    for chroot in (build_root, other):
+        shutil.copyfile(rdforge_debs["rdforge_0.1.0_all.deb"], chroot / "tmp/rdforge.deb")
     r = run_in(build_root, "dpkg -i /tmp/rdforge.deb\n"
-               "cd /tmp/one/rdforge-initrd && dpkg-buildpackage -us -uc -b >/tmp/one.log 2>&1\n"
+               "cd /tmp/one/rdforge-initrd && dpkg-buildpackage -us -uc -b >/tmp/one.log 2>&1\n")
+    log = (build_root / "tmp/one.log").read_text()[-3000:] if (build_root / "tmp/one.log").exists() else ""
+    assert r.returncode == 0, r.stderr[-2000:] + log
+    r = run_in(other, "dpkg -i /tmp/rdforge.deb\n"
                "cd /tmp/two/deeper/rdforge-initrd && TZ=Asia/Tokyo LC_ALL=C.UTF-8 "
-               "dpkg-buildpackage -us -uc -b >/tmp/two.log 2>&1\n")
-    logs = "".join((build_root / f"tmp/{n}.log").read_text()[-3000:] for n in ("one", "two")
-                   if (build_root / f"tmp/{n}.log").exists())
-    assert r.returncode == 0, r.stderr[-2000:] + logs
+               "faketime -f +3d dpkg-buildpackage -us -uc -b >/tmp/two.log 2>&1\n")
+    log = (other / "tmp/two.log").read_text()[-3000:] if (other / "tmp/two.log").exists() else ""
+    assert r.returncode == 0, r.stderr[-2000:] + log
     (one,) = (build_root / "tmp/one").glob("*.deb")
-    (two,) = (build_root / "tmp/two/deeper").glob("*.deb")
+    (two,) = (other / "tmp/two/deeper").glob("*.deb")
     assert one.name == two.name and one.read_bytes() == two.read_bytes(), one.name
     kver = json.loads(default_build.with_name("initrd.img.manifest.json").read_text())["kernel_version"]
     assert one.name.startswith(f"linux-initrd-{kver}_1_amd64")
