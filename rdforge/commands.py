@@ -238,9 +238,9 @@ def cmd_kernel_install_add(ns: argparse.Namespace) -> int:
     from rdforge.outputs.kernel_install import add
 
     cfg = config.load(None, {})
-    written = add(cfg, ns.kver, Path(ns.image), [Path(p) for p in ns.initrds],
-                  Progress(os.environ.get("KERNEL_INSTALL_VERBOSE", "0") not in ("", "0")))
-    if written and os.environ.get("KERNEL_INSTALL_VERBOSE", "0") not in ("", "0"):
+    verbose = os.environ.get("KERNEL_INSTALL_VERBOSE", "0") not in ("", "0")
+    written = add(cfg, ns.kver, Path(ns.image), [Path(p) for p in ns.initrds], Progress(verbose))
+    if written and verbose:
         print(f"rdforge: wrote {', '.join(written)} for {ns.kver}", file=sys.stderr)
     return 0
 

@@ -63,6 +63,24 @@ def trusted_build(tmp_path_factory: pytest.TempPathFactory, vendor_keys: tuple[P
     return d / "initrd.img"
 
 
+def install_kernel(default_build: Path, root: Path) -> tuple[Path, str]:
+    """The default build's kernel as dpkg installs it under root: usr/lib/modules/KVER and
+    boot/vmlinuz-KVER, copied from the cache's extraction of its package."""
+    import json
+    import shutil
+
+    from rdforge.sources.cache import cache_root
+
+    m = json.loads(default_build.with_name("initrd.img.manifest.json").read_text())
+    kver = m["kernel_version"]
+    kcache = cache_root() / "kernels" / m["kernel_package"]["sha256"]
+    moddir = root / "usr/lib/modules" / kver
+    shutil.copytree(kcache / "modules", moddir, copy_function=shutil.copyfile)
+    (root / "boot").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(kcache / "vmlinuz", root / f"boot/vmlinuz-{kver}")
+    return moddir, kver
+
+
 CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # as in a build chroot: Debian's python3
 
 

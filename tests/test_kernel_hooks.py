@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import install_kernel
 
 from rdforge.outputs import microcode
 from rdforge.sources import lock as lockfile
-from rdforge.sources.cache import BlobCache, cache_root
+from rdforge.sources.cache import BlobCache
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,13 +26,8 @@ HOOKS = ROOT / "dist/kernel"
 def system(default_build: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict[str, str]]:
     """A root with the default build's kernel installed, and an environment whose PATH has
     this checkout's rdforge."""
-    m = json.loads(default_build.with_name("initrd.img.manifest.json").read_text())
-    kver = m["kernel_version"]
-    kcache = cache_root() / "kernels" / m["kernel_package"]["sha256"]
     root = tmp_path_factory.mktemp("system")
-    shutil.copytree(kcache / "modules", root / "usr/lib/modules" / kver, copy_function=shutil.copyfile)
-    (root / "boot").mkdir()
-    shutil.copyfile(kcache / "vmlinuz", root / f"boot/vmlinuz-{kver}")
+    _moddir, kver = install_kernel(default_build, root)
     bindir = root.parent / (root.name + "-bin")
     bindir.mkdir()
     (bindir / "rdforge").write_text(f"#!/bin/sh\nexec {sys.executable} -m rdforge.cli \"$@\"\n")

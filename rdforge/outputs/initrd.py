@@ -163,12 +163,7 @@ class Builder:
             self.unpack(lk.packages)
             return lk.packages, lk.kernel, None
         self.p.phase("index", "reading and verifying the archive's signed index")
-        if cfg.microcode != "none" and "non-free-firmware" not in cfg.components:
-            # the microcode packages' component, indexed for them (nothing else uses it)
-            src = load_universe(dataclasses.replace(
-                cfg, components=[*cfg.components, "non-free-firmware"]))
-        else:
-            src = load_universe(cfg)
+        src = load_universe(microcode_index_config(cfg) if cfg.microcode != "none" else cfg)
         self.p.phase("resolve", " ".join(cfg.package_set))
         pkgs = resolve_set(src.universe, cfg, cfg.package_set)
         kernel = None
@@ -438,6 +433,13 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     total = p.done()
     timings["total"] = total
     return BuildResult(out, len(image), sha, pkgs, kver, len(mods), len(b.tree), manifest, timings)
+
+
+def microcode_index_config(cfg: Config) -> Config:
+    """cfg with the microcode packages' component, indexed for them (nothing else uses it)."""
+    if "non-free-firmware" in cfg.components:
+        return cfg
+    return dataclasses.replace(cfg, components=[*cfg.components, "non-free-firmware"])
 
 
 def lock_path(cfg: Config) -> Path:

@@ -107,16 +107,15 @@ def _uki(cfg: Config, root: Path, kver: str, image: Path, initrds: list[Path], s
         with tempfile.TemporaryDirectory(prefix="rdforge-uki-") as tmp:
             initrd = Path(tmp) / "initrd"
             made = initrd_path(root, kver)  # what rdforge's postinst hook made for this kernel
+            manifest: Path | None
             if initrds:
                 initrd.write_bytes(b"".join(p.read_bytes() for p in initrds))
                 manifest = initrds[-1].with_name(initrds[-1].name + ".manifest.json")
-            elif made.is_file():
-                initrd.write_bytes(made.read_bytes())
-                manifest = initrd_manifest(root, kver) or Path("/nonexistent")
             else:
-                initrd.write_bytes(local_initrd(cfg, root, kver, progress))
-                manifest = initrd_manifest(root, kver) or Path("/nonexistent")
-            if manifest.is_file():  # release, os-release and kernel of the image, for the UKI
+                initrd.write_bytes(made.read_bytes() if made.is_file()
+                                   else local_initrd(cfg, root, kver, progress))
+                manifest = initrd_manifest(root, kver)
+            if manifest is not None and manifest.is_file():  # release, os-release, kernel
                 shutil.copyfile(manifest, initrd.with_name("initrd.manifest.json"))
             ucode = Path(tmp) / "microcode"
             early, rest = microcode.split_early(initrd.read_bytes())

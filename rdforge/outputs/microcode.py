@@ -108,18 +108,21 @@ def early_cpio(vendor_blobs: dict[str, bytes], mtime: int) -> bytes:
     return out.getvalue()
 
 
+def _installed_paths(root: Path) -> dict[str, Path]:
+    """An installed system's microcode files: tree path -> where they are (merged /usr or
+    not)."""
+    out: dict[str, Path] = {}
+    for d in FIRMWARE_DIRS.values():
+        for base in (root / d, root / d.removeprefix("usr/")):
+            if base.is_dir():
+                out.update({f"{d}/{f.name}": f for f in sorted(base.iterdir()) if f.is_file()})
+                break
+    return out
+
+
 def installed_files(root: Path = Path("/")) -> dict[str, bytes]:
     """An installed system's microcode files (what its microcode packages put there)."""
-    out: dict[str, bytes] = {}
-    for d in FIRMWARE_DIRS.values():
-        for base in (root / d, root / d.removeprefix("usr/")):  # merged /usr or not
-            if not base.is_dir():
-                continue
-            for f in sorted(base.iterdir()):
-                if f.is_file() and f"{d}/{f.name}" not in out:
-                    out[f"{d}/{f.name}"] = f.read_bytes()
-            break
-    return out
+    return {rel: f.read_bytes() for rel, f in _installed_paths(root).items()}
 
 
 def split_early(image: bytes) -> tuple[bytes, bytes]:
@@ -141,7 +144,7 @@ def build_microcode(cfg: Config, host: bool, installed: Path | None) -> tuple[by
     """The early cpio alone, from the archive's microcode packages (the lock's with
     --locked) or from an installed system: for a boot loader entry's first initrd,
     kernel-install's staging area or a UKI's .ucode section."""
-    from rdforge.outputs.initrd import Builder, source_date_epoch
+    from rdforge.outputs.initrd import Builder, microcode_index_config, source_date_epoch
     from rdforge.progress import Progress
 
     cpu = host_cpu() if host else None
@@ -154,7 +157,7 @@ def build_microcode(cfg: Config, host: bool, installed: Path | None) -> tuple[by
         if not found:
             raise MicrocodeError(f"{installed}: no microcode for "
                                  + ("this CPU" if cpu else "any CPU"))
-        newest = max(int(p.stat().st_mtime) for p in _installed_paths(installed))
+        newest = max(int(p.stat().st_mtime) for p in _installed_paths(installed).values())
         mtime = source_date_epoch(newest)
         early = early_cpio(found, mtime)
         return early, {"source": str(installed), "size": len(early),
@@ -171,17 +174,6 @@ def build_microcode(cfg: Config, host: bool, installed: Path | None) -> tuple[by
     else:
         from rdforge.sources.plan import load_universe
 
-        comps = cfg.components if "non-free-firmware" in cfg.components else \
-            [*cfg.components, "non-free-firmware"]
-        src = load_universe(dataclasses.replace(cfg, components=comps))
+        src = load_universe(microcode_index_config(cfg))
     return b.early_microcode(b.microcode_packages(src), None)
 
-
-def _installed_paths(root: Path) -> list[Path]:
-    out = []
-    for d in FIRMWARE_DIRS.values():
-        for base in (root / d, root / d.removeprefix("usr/")):
-            if base.is_dir():
-                out += [f for f in base.iterdir() if f.is_file()]
-                break
-    return out

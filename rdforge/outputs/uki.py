@@ -92,9 +92,14 @@ def sign(image: bytes, key: Path, cert: Path) -> bytes:
     """Authenticode signature written by rdforge (deterministic; sbverify and UEFI firmware
     verify it). A key given as a `pkcs11:` URI stays in its token (an HSM, a smart card):
     sbsign signs through OpenSSL's pkcs11 engine, and rdforge attaches what it returns."""
+    return authenticode.attach(image, _detached(image, key, cert))
+
+
+def _detached(image: bytes, key: Path, cert: Path) -> bytes:
+    """The detached Authenticode signature of an unsigned image, by a PEM key or in a token."""
     if str(key).startswith("pkcs11:"):
-        return authenticode.attach(image, _pkcs11_detached(image, str(key), cert))
-    return authenticode.sign(image, load_signing_key(key, cert))
+        return _pkcs11_detached(image, str(key), cert)
+    return authenticode.detached(image, load_signing_key(key, cert))
 
 
 def _pkcs11_detached(image: bytes, uri: str, cert: Path) -> bytes:
@@ -134,12 +139,8 @@ def sign_file(image: Path, key: Path, cert: Path, output: Path, detached: bool,
     try:
         if replace:
             data = authenticode.unsigned(data)
-        if str(key).startswith("pkcs11:"):
-            sig = _pkcs11_detached(data, str(key), cert)
-            out = sig if detached else authenticode.attach(data, sig)
-        else:
-            signer = load_signing_key(key, cert)
-            out = authenticode.detached(data, signer) if detached else authenticode.sign(data, signer)
+        sig = _detached(data, key, cert)
+        out = sig if detached else authenticode.attach(data, sig)
     except FormatError as e:
         raise UkiError(f"{image}: {e}") from None
     write_atomic(output, out, mode=0o644)

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from rdforge.errors import KernelError
 from rdforge.formats.elf import is_elf, read_elf
+from rdforge.tree.fixups import LIBDIRS
 from rdforge.tree.model import FILE, Tree
 
 KMOD = "usr/bin/kmod"
-LIBDIRS = ("usr/lib/x86_64-linux-gnu", "usr/lib64", "usr/lib")
 _HOST_ARCH_INTERP = {"x86_64": "ld-linux-x86-64.so.2", "aarch64": "ld-linux-aarch64.so.1"}
 
 

@@ -148,9 +148,8 @@ def unpack_members(tree: Tree, members: list[tuple[tarfile.TarInfo, bytes | None
     added = 0
     newest = 0
     links: list[tuple[str, str, tarfile.TarInfo]] = []
-    deb = where
     for ti, content in members:
-        name = check_member_name(ti.name, str(deb))
+        name = check_member_name(ti.name, where)
         newest = max(newest, int(ti.mtime))
         if not name:
             continue
@@ -178,7 +177,7 @@ def unpack_members(tree: Tree, members: list[tuple[tarfile.TarInfo, bytes | None
             if record is not None:
                 record.append([ti.name, "l", ti.linkname])
         elif ti.islnk():
-            links.append((name, check_member_name(ti.linkname, str(deb)), ti))
+            links.append((name, check_member_name(ti.linkname, where), ti))
             if record is not None:
                 record.append([ti.name, "h", ti.linkname])
     for name, target, _ti in links:

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import install_kernel
 
 from rdforge.formats import compress, cpio
-from rdforge.sources.cache import cache_root
 
 pytestmark = pytest.mark.integration
-
-
-def _installed_kernel(default_build: Path, dest: Path) -> tuple[Path, str]:
-    """The default build's kernel as dpkg would install it: usr/lib/modules/KVER."""
-    m = json.loads(default_build.with_name("initrd.img.manifest.json").read_text())
-    kver = m["kernel_version"]
-    extracted = cache_root() / "kernels" / m["kernel_package"]["sha256"] / "modules"
-    moddir = dest / "usr/lib/modules" / kver
-    shutil.copytree(extracted, moddir, copy_function=shutil.copyfile)
-    return moddir, kver
 
 
 def _build(tmp_path: Path, moddir: Path, name: str) -> subprocess.CompletedProcess[str]:
@@ -39,7 +28,7 @@ def _files(img: Path) -> dict[str, bytes]:
 
 def test_an_installed_kernels_modules_give_the_package_builds_image(tmp_path: Path,
                                                                      default_build: Path) -> None:
-    moddir, _kver = _installed_kernel(default_build, tmp_path / "root")
+    moddir, _kver = install_kernel(default_build, tmp_path / "root")
     r = _build(tmp_path, moddir, "initrd.img")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "initrd.img").read_bytes() == default_build.read_bytes()
@@ -48,7 +37,7 @@ def test_an_installed_kernels_modules_give_the_package_builds_image(tmp_path: Pa
 
 def test_a_dkms_module_under_updates_wins_over_the_kernels_own(tmp_path: Path,
                                                                default_build: Path) -> None:
-    moddir, kver = _installed_kernel(default_build, tmp_path / "root")
+    moddir, kver = install_kernel(default_build, tmp_path / "root")
     (moddir / "updates/dkms").mkdir(parents=True)
     shutil.copyfile(moddir / "kernel/drivers/md/dm-mod.ko.xz", moddir / "updates/dkms/dm-mod.ko.xz")
     r = _build(tmp_path, moddir, "dkms.img")
