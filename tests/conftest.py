@@ -178,6 +178,28 @@ def initrd_unit_credentials(dest: Path, unit: str, text: str) -> tuple[Path, Pat
     return made[0], made[1]
 
 
+def seal_to_swtpm(state: Path, name: str, value: str, out: Path,
+                  *args: str) -> subprocess.CompletedProcess[str]:
+    """`rdforge credential NAME --encrypt tpm2` on the swtpm keeping its state in `state`
+    (started as a server for the sealing, the way a host tool reaches a TPM)."""
+    import sys
+    import tempfile
+
+    from rdforge.vm.boot import start_swtpm
+
+    with tempfile.TemporaryDirectory(prefix="rdforge-swtpm-") as tmp:
+        sock = Path(tmp, "tpm.sock")
+        tpm = start_swtpm(state, sock, server=True)
+        try:
+            return subprocess.run(
+                [sys.executable, "-m", "rdforge.cli", "credential", name, "--value", value,
+                 "--encrypt", "tpm2", "--tpm2-device", f"swtpm:path={sock}", *args, "-o", str(out)],
+                capture_output=True, text=True)
+        finally:
+            tpm.terminate()
+            tpm.wait(timeout=10)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Boot tests are slow: give each its own xdist group so they spread over workers.
     for item in items:

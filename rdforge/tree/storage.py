@@ -83,11 +83,54 @@ ExecStartPost=-/{MD_REPORT} %i
 # is sealed to it. Without such a credential the prompt comes as before.
 CRYPTSETUP_DROPIN = """\
 [Unit]
-After=tpm2.target
+After=tpm2.target rdforge-cryptsetup-credentials.service
+Wants=rdforge-cryptsetup-credentials.service
 
 [Service]
 # rdforge: machine-local secrets for a vendor-built image (systemd-cryptsetup@.service(8))
 ImportCredential=cryptsetup.*
+"""
+
+# PID1 fails a unit whose imported credential it cannot decrypt. A cryptsetup credential
+# sealed to another TPM (a replaced board, a cleared TPM) or to PCR values that no longer
+# hold would then fail every volume's unit, and the machine would not boot although its owner
+# knows the passphrase. So before the volumes, each encrypted cryptsetup.* credential is tried
+# on this machine; one that cannot be decrypted is dropped and named on the console, and
+# systemd-cryptsetup asks for the passphrase instead.
+CREDS_SCREEN = "usr/lib/rdforge/cryptsetup-credentials"
+# bash builtins and systemd's tools only (the image has no coreutils to rely on).
+CREDS_SCREEN_SCRIPT = """#!/bin/bash
+# rdforge: drop cryptsetup.* credentials that this machine cannot decrypt (see the unit).
+dir=/run/credentials/@encrypted
+shopt -s nullglob
+bad=()
+for f in "$dir"/cryptsetup.*; do
+    name=${f##*/}
+    if ! err=$(systemd-creds decrypt --name="$name" "$f" /dev/null 2>&1); then
+        bad+=("$f")
+        echo "<3>rdforge: credential $name cannot be decrypted on this machine (${err##*: });" \
+             "dropped, the passphrase is asked for instead" > /dev/kmsg
+    fi
+done
+((${#bad[@]})) || exit 0
+# PID1 keeps them on a read-only tmpfs: writable for the removal, then read-only again (the
+# mount, not the file system: that stays busy).
+mount -o remount,rw "$dir" || exit 1
+for f in "${bad[@]}"; do printf 'r %s\n' "$f"; done | systemd-tmpfiles --remove -
+mount -o remount,bind,ro "$dir"
+"""
+CREDS_SCREEN_UNIT = f"""\
+[Unit]
+Description=Drop cryptsetup credentials this machine cannot decrypt
+DefaultDependencies=no
+After=tpm2.target
+Before=cryptsetup-pre.target
+ConditionDirectoryNotEmpty=/run/credentials/@encrypted
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/{CREDS_SCREEN}
 """
 
 MASKED = ("mdmonitor.service", "mdmonitor-oneshot.service", "mdmonitor-oneshot.timer",
@@ -116,7 +159,11 @@ def storage_stacks(tree: Tree) -> list[str]:
     if tree.get("usr/lib/systemd/system-generators/systemd-cryptsetup-generator") is not None:
         tree.add_file(f"{UNITDIR}/systemd-cryptsetup@.service.d/10-rdforge-credentials.conf",
                       CRYPTSETUP_DROPIN.encode())
-        done.append("systemd-cryptsetup@.service: imports cryptsetup.* credentials")
+        tree.add_file(CREDS_SCREEN, CREDS_SCREEN_SCRIPT.encode(), 0o755)
+        tree.add_file(f"{UNITDIR}/rdforge-cryptsetup-credentials.service",
+                      CREDS_SCREEN_UNIT.encode())
+        done.append("systemd-cryptsetup@.service: imports cryptsetup.* credentials; ones this "
+                    "machine cannot decrypt are dropped first (the passphrase prompt comes)")
     for unit in MASKED:
         e = tree.get(f"{UNITDIR}/{unit}")
         if e is not None and e.kind == FILE:

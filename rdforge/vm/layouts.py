@@ -33,6 +33,10 @@ LUKS1_UUID = "a4b3c2d1-1e2f-4a5b-9c8d-7e6f5a4b3c2d"
 ENC_RAID_UUID = "c0ffee00-1234-4cde-8f00-112233445566"
 BTRFS_UUID = "b7f5e3d1-0a2c-4e6f-8a1b-3c5d7e9f0a2c"
 BTRFS_RAID_UUID = "d2c4e6f8-1a3b-4c5d-9e7f-0a1b2c3d4e5f"
+LUKS_TPM_UUID = "5e1f0c2b-7a3d-4b8e-9f60-1d2c3b4a5e6f"
+# The PCRs the TPM-enrolled volume is bound to. Under SeaBIOS, PCR 0 holds the firmware and
+# PCR 2 the option ROMs it ran: a boot with a new network card (its iPXE ROM) changes PCR 2.
+TPM_PCRS = "0+2"
 DONE = "RDFORGE-FACTORY-DONE"
 FAILED = "RDFORGE-FACTORY-FAILED"
 
@@ -50,6 +54,7 @@ class Layout:
     passphrase: bool = False  # the boot asks for PASSPHRASE
     partitions: tuple[tuple[str, str], ...] = ()  # (disk, sfdisk script) made on the host
     size_mb: int = 112
+    tpm: bool = False  # enrolled in the factory's TPM: boot it with a copy of that TPM
 
 
 INSTALLER_GPT = (f"label: gpt\nsize=8MiB, type={ESP_TYPE}\nsize=32MiB, type={LINUX_TYPE}\n"
@@ -78,6 +83,9 @@ LAYOUTS: tuple[Layout, ...] = (
     Layout("btrfs-subvol", ("btrfs",), f"root=UUID={BTRFS_UUID} rootflags=subvol=@rootfs",
            size_mb=128),
     Layout("btrfs-raid1", ("btrfsa", "btrfsb"), f"root=UUID={BTRFS_RAID_UUID}", size_mb=128),
+    # LUKS2 with a passphrase slot and a TPM2 slot enrolled by systemd-cryptenroll.
+    Layout("luks-tpm", ("lukstpm",),
+           f"rd.luks.uuid={LUKS_TPM_UUID} root=/dev/mapper/luks-{LUKS_TPM_UUID}", tpm=True),
 )
 BY_NAME = {layout.name: layout for layout in LAYOUTS}
 
@@ -91,10 +99,11 @@ $bb mount -t devtmpfs dev /dev; $bb mount -t tmpfs run /run
 $bb mkdir -p /run/cryptsetup /run/lvm /run/mdadm /src /mnt
 fail() {{ echo "{FAILED}: $*"; $bb poweroff -f; }}
 step() {{ echo "factory: $*"; }}
-for m in virtio_blk dm_mod dm_crypt raid1 raid456 md_mod ext4 btrfs; do
+for m in virtio_blk dm_mod dm_crypt raid1 raid456 md_mod ext4 btrfs tpm_tis; do
     modprobe $m || fail "modprobe $m"
 done
 $bb sleep 1
+[ -c /dev/tpmrm0 ] || fail "no TPM (/dev/tpmrm0)"
 dev() {{
     for d in /sys/block/vd*; do
         [ "$($bb cat $d/serial 2>/dev/null)" = "$1" ] && {{ echo /dev/${{d##*/}}; return; }}
@@ -168,12 +177,18 @@ btrfs device scan >/dev/null || fail "btrfs device scan"
 $bb mount -t btrfs $(dev btrfsa) /mnt || fail "mount btrfs raid1"
 copy_root /mnt; $bb umount /mnt
 
+step luks-tpm
+luks luks2 {LUKS_TPM_UUID} $(dev lukstpm) luks-tpm; put_root /dev/mapper/luks-tpm
+cryptsetup close luks-tpm || fail "close luks-tpm"
+PASSWORD={PASSPHRASE} systemd-cryptenroll --tpm2-device=auto --tpm2-pcrs={TPM_PCRS} \\
+    $(dev lukstpm) || fail "systemd-cryptenroll"
+
 $bb umount /src; $bb sync
 echo "{DONE}"
 $bb poweroff -f
 """
 
-FACTORY_PACKAGES = ("cryptsetup-bin", "btrfs-progs", "busybox-static")
+FACTORY_PACKAGES = ("cryptsetup-bin", "btrfs-progs", "busybox-static", "systemd-cryptsetup")
 
 
 def _factory_initrd(dest: Path) -> Path:
@@ -237,6 +252,7 @@ def make_layouts(source_root: Path, timeout: float = 900) -> Path:
                         if r.returncode != 0:
                             raise BootError(f"sfdisk {disk}: {r.stderr.strip()}")
                     names.append(disk)
+            (work / "tpm").mkdir()  # the factory's TPM, which luks-tpm is enrolled in
             src = work / "src.img"
             shutil.copyfile(source_root, src)
             factory = _with_script(_factory_initrd(work), work / "factory-run.img")
@@ -244,6 +260,7 @@ def make_layouts(source_root: Path, timeout: float = 900) -> Path:
                                expect_fail=(FAILED,), append="rdinit=/factory",
                                disks=(src, *(work / f"{n}.img" for n in names)),
                                disk_serials=("src", *names), disks_writable=True,
+                               tpm_state=work / "tpm",
                                log=work / "factory.log")
             res = boot(opts)
             if not res.ok:
@@ -254,6 +271,7 @@ def make_layouts(source_root: Path, timeout: float = 900) -> Path:
             for n in names:
                 os.replace(work / f"{n}.img", final / f"{n}.img")
             shutil.copyfile(work / "factory.log", final / "factory.log")
+            os.replace(work / "tpm", final / "tpm")
             (final / "done").write_text("")
             os.replace(final, out)
     return out
@@ -262,3 +280,9 @@ def make_layouts(source_root: Path, timeout: float = 900) -> Path:
 def layout_disks(layout: Layout, source_root: Path) -> list[Path]:
     d = make_layouts(source_root)
     return [d / f"{disk}.img" for disk in layout.disks]
+
+
+def layout_tpm(source_root: Path, dest: Path) -> Path:
+    """A copy of the factory's TPM state (swtpm writes to its state) for one boot."""
+    shutil.copytree(make_layouts(source_root) / "tpm", dest)
+    return dest

@@ -4,27 +4,41 @@ own lvm2, mdadm, cryptsetup and btrfs-progs wrote (rdforge.vm.layouts)."""
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from rdforge.vm.boot import BootOptions, BootResult, boot, default_root
-from rdforge.vm.layouts import BY_NAME, PASSPHRASE, layout_disks
+from rdforge.vm.layouts import BY_NAME, PASSPHRASE, layout_disks, layout_tpm
 from rdforge.vm.rootfs import FS_UUID, LABEL
 
 pytestmark = [pytest.mark.boot, pytest.mark.integration]
 TIMEOUT = 300
 
 
+PROMPT = "Please enter passphrase for disk"
+
+
 def boot_layout(initrd: Path, name: str, root_arg: str = "", members: int | None = None,
-                append: str = "") -> BootResult:
+                append: str = "", type_passphrase: bool | None = None,
+                **kw: object) -> BootResult:
+    """Boot the layout's disks (with a copy of the factory's TPM for a TPM-enrolled one); the
+    passphrase is typed at the prompt when the layout asks for one or type_passphrase says so,
+    and any other prompt fails the boot."""
     layout = BY_NAME[name]
-    disks = layout_disks(layout, default_root(BootOptions()))[:members]
-    typed = (("Please enter passphrase for disk", PASSPHRASE + "\n"),) if layout.passphrase else ()
-    opts = BootOptions(initrd=initrd, echo=False, timeout=TIMEOUT, root_image=disks[0],
-                       disks=tuple(disks[1:]), root_arg=root_arg or layout.root_arg,
-                       append=append, console_input=typed)
-    return boot(opts)
+    source = default_root(BootOptions())
+    disks = layout_disks(layout, source)[:members]
+    typing = layout.passphrase if type_passphrase is None else type_passphrase
+    typed = ((PROMPT, PASSPHRASE + "\n"),) if typing else ()
+    with tempfile.TemporaryDirectory(prefix="rdforge-layout-tpm-") as tmp:
+        tpm = layout_tpm(source, Path(tmp, "tpm")) if layout.tpm else None
+        opts = BootOptions(initrd=initrd, echo=False, timeout=TIMEOUT, root_image=disks[0],
+                           disks=tuple(disks[1:]), root_arg=root_arg or layout.root_arg,
+                           append=append, console_input=typed, tpm_state=tpm,
+                           expect_fail=() if typing else (PROMPT,),
+                           **kw)  # type: ignore[arg-type]
+        return boot(opts)
 
 
 # The kernel names the block device it mounted the root from: the stack's top device, not
@@ -34,7 +48,7 @@ ROOT_DEVICE = {
     "luks-lvm": r"EXT4-fs \(dm-\d+\): mounted", "luks1": r"EXT4-fs \(dm-\d+\): mounted",
     "raid1": r"EXT4-fs \(md\d+\): mounted", "raid1-meta10": r"EXT4-fs \(md\d+\): mounted",
     "raid1-meta090": r"EXT4-fs \(md\d+\): mounted", "raid5": r"EXT4-fs \(md\d+\): mounted",
-    "enc-raid-lvm": r"EXT4-fs \(dm-\d+\): mounted",
+    "enc-raid-lvm": r"EXT4-fs \(dm-\d+\): mounted", "luks-tpm": r"EXT4-fs \(dm-\d+\): mounted",
     "btrfs-subvol": r"BTRFS info \(device vda\)", "btrfs-raid1": r"BTRFS info \(device vd[ab]\)",
 }
 
@@ -45,7 +59,8 @@ def test_layout_boots_to_its_root(default_build: Path, name: str) -> None:
     assert res.ok, f"{name}: {res.reason}\n{res.console[-3000:]}"
     assert re.search(ROOT_DEVICE[name], res.console), f"{name}: root not from the stack"
     if BY_NAME[name].passphrase:
-        assert "Please enter passphrase for disk" in res.console
+        assert PROMPT in res.console
+    # A TPM-enrolled volume (luks-tpm) opens with no prompt: boot_layout fails on one.
     if name.startswith("raid") or name == "enc-raid-lvm":
         # All members were there: assembled whole at once, no degraded start.
         assert "DEGRADED" not in res.console
@@ -71,18 +86,55 @@ def test_degraded_raid1_starts_after_a_bounded_wait_and_says_what_is_missing(
     assert res.guest_uptime is not None and res.guest_uptime < 90, res.guest_uptime
 
 
+def test_tpm_refuses_after_a_pcr_it_is_bound_to_changes_then_the_passphrase_opens_it(
+        default_build: Path) -> None:
+    """The same disk and TPM as luks-tpm, but a network card was added: the firmware ran its
+    option ROM (iPXE) and measured it into PCR 2, one of the PCRs the TPM2 slot is bound to.
+    The TPM refuses to unseal, and systemd-cryptsetup falls back to asking."""
+    res = boot_layout(default_build, "luks-tpm", type_passphrase=True,
+                      extra_qemu=("-nic", "user,model=virtio-net-pci"))
+    assert res.ok, res.reason + res.console[-3000:]
+    assert PROMPT in res.console, res.console[-3000:]
+    assert re.search(ROOT_DEVICE["luks-tpm"], res.console)
+
+
+@pytest.mark.parametrize("key", ["null", "tpm2"])
 def test_luks_opened_by_a_passphrase_credential_without_a_prompt(default_build: Path,
-                                                                  tmp_path: Path) -> None:
+                                                                  tmp_path: Path, key: str) -> None:
     """systemd-cryptsetup's cryptsetup.passphrase credential, handed over as systemd-stub
-    does (/.extra/credentials): the machine-local secret opens the disk of a vendor image."""
+    does (/.extra/credentials): the machine-local secret opens the disk of a vendor image.
+    `null`: encrypted with the null key (integrity only); `tpm2`: sealed to this machine's TPM
+    by `rdforge credential --encrypt tpm2`, so it is useless anywhere else."""
+    from conftest import seal_to_swtpm
+
     from rdforge.formats import creds
 
     cred = tmp_path / "cryptsetup.passphrase.cred"
-    cred.write_bytes(creds.armor(creds.encrypt("cryptsetup.passphrase", PASSPHRASE.encode())))
+    tpm = None
+    if key == "null":
+        cred.write_bytes(creds.armor(creds.encrypt("cryptsetup.passphrase", PASSPHRASE.encode())))
+    else:
+        tpm = tmp_path / "tpm"
+        tpm.mkdir()
+        r = seal_to_swtpm(tpm, "cryptsetup.passphrase", PASSPHRASE, cred)
+        assert r.returncode == 0, r.stderr
     layout = BY_NAME["luks-lvm"]
     disks = layout_disks(layout, default_root(BootOptions()))
     res = boot(BootOptions(initrd=default_build, echo=False, timeout=TIMEOUT, root_image=disks[0],
-                           root_arg=layout.root_arg, credentials=(cred,),
-                           expect_fail=("Please enter passphrase",)))
+                           root_arg=layout.root_arg, credentials=(cred,), tpm_state=tpm,
+                           expect_fail=(PROMPT,)))
     assert res.ok, res.reason + res.console[-3000:]
     assert re.search(ROOT_DEVICE["luks-lvm"], res.console)
+    if key == "tpm2":
+        # Not the null key: a fresh TPM (a replaced board) cannot unseal it. That must not
+        # lock the owner out: the credential is dropped, named on the console, and the
+        # passphrase typed at the prompt opens the disk.
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        res = boot(BootOptions(initrd=default_build, echo=False, timeout=TIMEOUT,
+                               root_image=disks[0], root_arg=layout.root_arg, credentials=(cred,),
+                               tpm_state=fresh, console_input=((PROMPT, PASSPHRASE + "\n"),)))
+        assert res.ok, res.reason + res.console[-3000:]
+        assert ("rdforge: credential cryptsetup.passphrase cannot be decrypted on this machine"
+                in res.console), res.console[-3000:]
+        assert PROMPT in res.console

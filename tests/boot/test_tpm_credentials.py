@@ -7,16 +7,15 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import initrd_unit_credentials
+from conftest import initrd_unit_credentials, seal_to_swtpm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from rdforge.outputs.uki import UkiOptions, build_uki
-from rdforge.vm.boot import BootOptions, BootResult, boot, default_root, start_swtpm
+from rdforge.vm.boot import BootOptions, BootResult, boot, default_root
 from rdforge.vm.rootfs import LABEL
 
 pytestmark = [pytest.mark.boot, pytest.mark.integration]
@@ -37,22 +36,12 @@ def _boot(initrd: Path, state: Path, cred: Path, expect: str, **kw: object) -> B
 
 def _seal(state: Path, out: Path, *args: str, name: str = NAME,
           value: str | None = None) -> subprocess.CompletedProcess[str]:
-    """`rdforge credential --encrypt tpm2` on the swtpm that keeps its state in `state`; the
-    value is the root password's hash unless given."""
+    """Sealed on the swtpm that keeps its state in `state`; the value is the root password's
+    hash unless given."""
     if value is None:
         value = subprocess.run(["openssl", "passwd", "-6", PASSWORD], capture_output=True,
                                text=True, check=True).stdout.strip()
-    with tempfile.TemporaryDirectory(prefix="rdforge-swtpm-") as tmp:
-        sock = Path(tmp, "tpm.sock")
-        tpm = start_swtpm(state, sock, server=True)
-        try:
-            return subprocess.run(
-                [sys.executable, "-m", "rdforge.cli", "credential", name, "--value", value,
-                 "--encrypt", "tpm2", "--tpm2-device", f"swtpm:path={sock}", *args, "-o", str(out)],
-                capture_output=True, text=True)
-        finally:
-            tpm.terminate()
-            tpm.wait(timeout=10)
+    return seal_to_swtpm(state, name, value, out, *args)
 
 
 def test_credential_sealed_to_the_tpm(default_build: Path, tmp_path: Path) -> None:

@@ -76,3 +76,26 @@ def test_default_image_carries_lvm2_and_mdadm_with_their_udev_rules(default_buil
     assert not any("liblvm2cmd" in p for p in paths)
     manifest = json.loads(default_build.with_name(default_build.name + ".manifest.json").read_text())
     assert any(s.startswith("lvm2:") for s in manifest["storage"])
+
+
+@pytest.mark.integration
+def test_fido2_and_pkcs11_unlocking_libraries_come_when_asked_for(default_build: Path,
+                                                                  tmp_path: Path) -> None:
+    """systemd-cryptsetup's FIDO2 and PKCS#11 token plugins dlopen() libfido2 and p11-kit;
+    the default image leaves those out, `--dlopen-features ... fido2 p11-kit` brings them."""
+    from rdforge.config import Config
+    from rdforge.formats import compress, cpio
+    from rdforge.outputs.initrd import build
+
+    def names(img: Path) -> set[str]:
+        entries, _ = cpio.read(compress.decompress(img.read_bytes()))
+        return {e.name.rsplit("/", 1)[-1] for e in entries}
+
+    plugins = {"libcryptsetup-token-systemd-fido2.so", "libcryptsetup-token-systemd-pkcs11.so"}
+    libs = {"libfido2.so.1", "libp11-kit.so.0"}
+    default = names(default_build)
+    assert plugins <= default and not libs & default
+    img = tmp_path / "tokens.img"
+    build(Config(output=str(img), lock=str(tmp_path / "tokens.lock"),
+                 dlopen_features=["cryptsetup", "tpm", "fido2", "p11-kit"]))
+    assert plugins | libs <= names(img)
