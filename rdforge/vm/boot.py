@@ -237,18 +237,23 @@ def qemu_command(opts: BootOptions, boot_args: list[str], root: Path | None, acc
     return cmd + list(opts.extra_qemu)
 
 
-def default_root(opts: BootOptions) -> Path:
+def busybox_deb(release: str = "trixie") -> Path:
+    """The release's busybox-static package (verified, from the cache): test roots run it."""
     from rdforge.config import Config
     from rdforge.sources.fetch import fetch_all
     from rdforge.sources.plan import load_universe
-    from rdforge.vm.rootfs import make_root_image
 
-    src = load_universe(Config(release=opts.release))
+    src = load_universe(Config(release=release))
     pkg = src.universe.candidates.get("busybox-static")
     if pkg is None:
         raise BootError("the archive has no busybox-static for a test root")
-    deb = fetch_all([pkg], False)[0]
-    return make_root_image(deb, opts.root_fs)
+    return fetch_all([pkg], False)[0]
+
+
+def default_root(opts: BootOptions) -> Path:
+    from rdforge.vm.rootfs import make_root_image
+
+    return make_root_image(busybox_deb(opts.release), opts.root_fs)
 
 
 def boot(opts: BootOptions) -> BootResult:

@@ -30,7 +30,39 @@ echo "{MARKER} uptime=$up"
 OS_RELEASE = 'ID=rdforge-test-root\nNAME="rdforge test root"\nVERSION_ID=1\n'
 
 
-def _populate(root: Path, busybox_deb: Path) -> None:
+USR_UUID = "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a"
+SWAP_UUID = "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7"
+HIBERNATING = "RDFORGE-HIBERNATING"
+RESUMED = "RDFORGE-RESUMED"
+
+# A root with /usr on its own file system: the init names what is mounted on /usr.
+SPLIT_USR_INIT = f"""#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+while read -r dev mnt fs _; do [ "$mnt" = /usr ] && echo "RDFORGE-USR dev=$dev fs=$fs"; done < /proc/mounts
+read up _ < /proc/uptime
+echo "{MARKER} uptime=$up"
+/bin/busybox sync
+/bin/busybox poweroff -f
+"""
+
+# A root that hibernates to the swap device on the second disk (the kernel writes the image
+# and powers off); resumed, the same process goes on after the write to /sys/power/state.
+HIBERNATE_INIT = f"""#!/bin/busybox sh
+bb=/bin/busybox
+$bb mount -t proc proc /proc 2>/dev/null
+read up _ < /proc/uptime
+$bb swapon /dev/vdb || echo "swapon failed"
+echo "{HIBERNATING} uptime=$up"
+echo shutdown > /sys/power/disk
+echo disk > /sys/power/state
+read up _ < /proc/uptime
+echo "{RESUMED} uptime=$up"
+echo "{MARKER} uptime=$up"
+$bb poweroff -f
+"""
+
+
+def _populate(root: Path, busybox_deb: Path, init: str = INIT) -> None:
     with DebFile(busybox_deb) as deb:
         for ti, content in deb.data():
             if ti.name.lstrip("./") in ("bin/busybox", "usr/bin/busybox") and content:
@@ -41,7 +73,7 @@ def _populate(root: Path, busybox_deb: Path) -> None:
         raise BootError(f"{busybox_deb}: no busybox binary in it")
     for d in ("sbin", "proc", "sys", "dev", "etc", "usr/lib", "run", "tmp"):
         (root / d).mkdir(parents=True, exist_ok=True)
-    (root / "sbin/init").write_text(INIT)
+    (root / "sbin/init").write_text(init)
     os.chmod(root / "sbin/init", 0o755)
     (root / "usr/lib/os-release").write_text(OS_RELEASE)
     os.symlink("../usr/lib/os-release", root / "etc/os-release")
@@ -49,12 +81,12 @@ def _populate(root: Path, busybox_deb: Path) -> None:
 
 
 def make_root_image(busybox_deb: Path, fstype: str = "ext4", size_mb: int = 64,
-                    dest: Path | None = None) -> Path:
+                    dest: Path | None = None, init: str = INIT) -> Path:
     """A raw disk image with one file system (no partition table), labelled LABEL with
     FS_UUID, cached by its inputs."""
     if fstype == "xfs":
         size_mb = max(size_mb, 320)  # mkfs.xfs refuses file systems under 300 MB
-    key = hashlib.sha256(f"{busybox_deb.name}|{fstype}|{size_mb}|{INIT}|{FS_UUID}".encode())
+    key = hashlib.sha256(f"{busybox_deb.name}|{fstype}|{size_mb}|{init}|{FS_UUID}".encode())
     out = dest or cache_root() / "roots" / f"{key.hexdigest()[:16]}.{fstype}.img"
     if out.exists():
         return out
@@ -62,7 +94,7 @@ def make_root_image(busybox_deb: Path, fstype: str = "ext4", size_mb: int = 64,
     with tempfile.TemporaryDirectory(prefix="rdforge-root-") as tmp:
         root = Path(tmp, "root")
         root.mkdir()
-        _populate(root, busybox_deb)
+        _populate(root, busybox_deb, init)
         img = Path(tmp, "root.img")
         with open(img, "wb") as f:
             f.truncate(size_mb << 20)
@@ -86,6 +118,41 @@ def make_root_image(busybox_deb: Path, fstype: str = "ext4", size_mb: int = 64,
         shutil.move(str(img), tmp_out)
         os.replace(tmp_out, out)
     return out
+
+
+def make_split_usr_images(busybox_deb: Path, in_fstab: bool, dest: Path) -> tuple[Path, Path]:
+    """A root file system whose /usr is empty, and the /usr file system (USR_UUID) holding
+    what belongs there (os-release: systemd switches only into a root that has one). With
+    in_fstab the root's /etc/fstab mounts /usr, as a Debian install with a separate /usr
+    has it; else the kernel command line must name it (mount.usr=)."""
+    root, usr = dest / "root", dest / "usr"
+    root.mkdir(parents=True)
+    _populate(root, busybox_deb, SPLIT_USR_INIT)
+    shutil.move(str(root / "usr"), usr)
+    (root / "usr").mkdir()
+    if in_fstab:
+        (root / "etc/fstab").write_text(f"UUID={USR_UUID} /usr ext4 defaults 0 2\n")
+    out = []
+    for d, label, uuid in ((root, LABEL, FS_UUID), (usr, "rdforge-usr", USR_UUID)):
+        img = dest / f"{d.name}.img"
+        with open(img, "wb") as f:
+            f.truncate(32 << 20)
+        r = subprocess.run(["mkfs.ext4", "-q", "-L", label, "-U", uuid, "-d", str(d), str(img)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise BootError(f"mkfs.ext4 failed: {r.stderr.strip()}")
+        out.append(img)
+    return out[0], out[1]
+
+
+def make_swap(dest: Path, size_mb: int = 320) -> Path:
+    """A swap device (SWAP_UUID) with no hibernation image in it."""
+    with open(dest, "wb") as f:
+        f.truncate(size_mb << 20)
+    r = subprocess.run(["mkswap", "-U", SWAP_UUID, str(dest)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BootError(f"mkswap failed: {r.stderr.strip()}")
+    return dest
 
 
 def _xfs_proto(root: Path) -> str:
