@@ -95,6 +95,14 @@ class BootOptions:
     # Once the kernel writes to the console, it reaches /init within seconds even under
     # emulation; this long a silence before /init is a stalled emulator, not a slow image.
     stall_seconds: float = 60
+    # Virtual CPUs; RDFORGE_VM_CPUS sets the default. Under emulation on a machine running
+    # as many VMs as it has cores (the test suite on 2 cores), one each is about 10% faster.
+    cpus: int = field(default_factory=lambda: _env_cpus())
+
+
+def _env_cpus() -> int:
+    v = os.environ.get("RDFORGE_VM_CPUS", "")
+    return int(v) if v.isdigit() and int(v) > 0 else 2
 
 
 @dataclass
@@ -213,7 +221,7 @@ def qemu_command(opts: BootOptions, boot_args: list[str], root: Path | None, acc
     if not qemu:
         raise BootError("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
     machine = "q35,smm=on" if secure else "q35"
-    cmd = [qemu, "-machine", machine, "-m", str(opts.memory_mb), "-smp", "2", "-nodefaults",
+    cmd = [qemu, "-machine", machine, "-m", str(opts.memory_mb), "-smp", str(opts.cpus), "-nodefaults",
            "-display", "none", "-serial", "stdio", "-no-reboot", *boot_args,
            "-device", "virtio-rng-pci"]
     cmd += ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg,thread=multi"]
