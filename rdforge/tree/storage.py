@@ -133,6 +133,75 @@ RemainAfterExit=yes
 ExecStart=/{CREDS_SCREEN}
 """
 
+# Before the emergency shell: which awaited device never appeared, what waited for it, and
+# what the storage tools saw of the stack it belongs to, rather than only a unit timeout.
+EXPLAIN = "usr/lib/rdforge/explain-missing-devices"
+EXPLAIN_SCRIPT = r"""#!/bin/bash
+# rdforge: name the devices the boot waited for in vain (see rdforge-explain-missing.service).
+say() { echo "<2>rdforge: $*" > /dev/kmsg; }
+read -r cmdline < /proc/cmdline
+luks=" "
+for w in $cmdline; do
+    case $w in rd.luks.uuid=*) luks+="${w#*=} ";; rd.luks.name=*) v=${w#*=}; luks+="${v%%=*} ";; esac
+done
+while read -r unit _; do
+    [[ $unit == dev-*.device ]] || continue
+    path=$(systemd-escape --unescape --path "${unit%.device}")
+    # Only what a unit needed (a wanted device, such as the TPM's, is no reason to stop).
+    waiters=$(systemctl show --value -p RequiredBy -p BoundBy "$unit")
+    waiters=${waiters//\"/}
+    waiters=${waiters//'\\'/'\'}  # systemctl show doubles the backslashes
+    read -r -a w <<< "${waiters//$'\n'/ }"
+    ((${#w[@]})) || continue
+    say "device $path never appeared (waited for by: ${w[*]})"
+    case $path in
+    /dev/disk/by-uuid/*)
+        u=${path##*/}
+        u=${u,,}
+        if [[ $luks == *" luks-$u "* || $luks == *" $u "* ]]; then
+            why="its disk is not attached, or holds no LUKS header with that UUID"
+            say "  $path is the LUKS volume of rd.luks.uuid/rd.luks.name=$u: $why"
+        fi;;
+    /dev/mapper/*-*|/dev/*/*)
+        if [[ $path == /dev/mapper/* ]]; then
+            n=${path#/dev/mapper/}; n=${n//--/$''}; vg=${n%%-*}; vg=${vg//$''/-}
+        else
+            n=${path#/dev/}; vg=${n%%/*}
+        fi
+        if command -v lvm >/dev/null; then
+            info=$(lvm vgs --noheadings -o vg_name,pv_count,vg_missing_pv_count "$vg" 2>/dev/null)
+            read -r name pvs missing <<< "$info"
+            if [[ -z $name ]]; then
+                seen=$(lvm pvs --noheadings -o pv_name,vg_name --separator ' in ' 2>/dev/null)
+                read -r -d '' -a seen <<< "$seen"
+                seen="${seen[*]}"
+                say "  LVM: no physical volume of volume group $vg was seen (physical volumes seen: ${seen:-none})"
+            elif [[ ${missing:-0} != 0 ]]; then
+                say "  LVM: volume group $vg lacks $missing of its $pvs physical volumes"
+            else
+                say "  LVM: volume group $vg is complete; its logical volume was not activated"
+            fi
+        fi;;
+    esac
+done < <(systemctl list-units --all --type=device --state=inactive --no-legend --plain)
+if [[ -r /proc/mdstat ]]; then
+    while read -r md _ state rest; do
+        [[ $md == md* && $state == inactive ]] && say "md RAID $md is inactive, assembled from: $rest"
+    done < /proc/mdstat
+fi
+exit 0
+"""
+EXPLAIN_UNIT = f"""\
+[Unit]
+Description=Name the storage devices that never appeared
+DefaultDependencies=no
+Before=emergency.service
+
+[Service]
+Type=oneshot
+ExecStart=/{EXPLAIN}
+"""
+
 MASKED = ("mdmonitor.service", "mdmonitor-oneshot.service", "mdmonitor-oneshot.timer",
           "mdcheck_start.timer", "mdcheck_continue.timer", "lvm2-monitor.service",
           "lvm2-lvmpolld.socket", "lvm2-lvmpolld.service", "dm-event.socket", "dm-event.service")
@@ -164,6 +233,12 @@ def storage_stacks(tree: Tree) -> list[str]:
                       CREDS_SCREEN_UNIT.encode())
         done.append("systemd-cryptsetup@.service: imports cryptsetup.* credentials; ones this "
                     "machine cannot decrypt are dropped first (the passphrase prompt comes)")
+    tree.add_file(EXPLAIN, EXPLAIN_SCRIPT.encode(), 0o755)
+    tree.add_file(f"{UNITDIR}/rdforge-explain-missing.service", EXPLAIN_UNIT.encode())
+    tree.add_symlink(f"{UNITDIR}/emergency.target.wants/rdforge-explain-missing.service",
+                     "../rdforge-explain-missing.service")
+    done.append("before an emergency shell: the devices that never appeared, what waited "
+                "for them, and what lvm and mdadm saw")
     for unit in MASKED:
         e = tree.get(f"{UNITDIR}/{unit}")
         if e is not None and e.kind == FILE:

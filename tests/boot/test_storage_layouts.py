@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rdforge.vm.boot import BootOptions, BootResult, boot, default_root
-from rdforge.vm.layouts import BY_NAME, PASSPHRASE, layout_disks, layout_tpm
+from rdforge.vm.layouts import BY_NAME, LUKS2_UUID, PASSPHRASE, layout_disks, layout_tpm
 from rdforge.vm.rootfs import FS_UUID, LABEL
 
 pytestmark = [pytest.mark.boot, pytest.mark.integration]
@@ -138,3 +138,25 @@ def test_luks_opened_by_a_passphrase_credential_without_a_prompt(default_build: 
         assert ("rdforge: credential cryptsetup.passphrase cannot be decrypted on this machine"
                 in res.console), res.console[-3000:]
         assert PROMPT in res.console
+
+
+def test_a_device_that_never_appears_is_named_before_the_emergency_shell(
+        default_build: Path) -> None:
+    """The installer layout's command line, but its disk is not attached (another VG's disk
+    is): before the emergency shell the console names the LUKS volume and the root LV that
+    never appeared, what waited for them, and which physical volumes LVM did see."""
+    other = layout_disks(BY_NAME["lvm"], default_root(BootOptions()))
+    res = boot(BootOptions(initrd=default_build, echo=False, timeout=TIMEOUT, root_image=other[0],
+                           root_arg=BY_NAME["luks-lvm"].root_arg,
+                           append="systemd.default_device_timeout_sec=15",
+                           expect="the root account is locked", stop_on_fail=False))
+    assert res.ok, res.reason + res.console[-3000:]
+    said = [x.split("rdforge: ", 1)[1] for x in res.console.splitlines() if "rdforge: " in x]
+    luks = f"/dev/disk/by-uuid/{LUKS2_UUID}"
+    assert any(x.startswith(f"device {luks} never appeared (waited for by: systemd-cryptsetup@")
+               for x in said), said
+    assert any(f"{luks} is the LUKS volume of rd.luks.uuid" in x for x in said), said
+    assert any(x.startswith("device /dev/mapper/debian--vg-root never appeared (waited for by: ")
+               and "sysroot.mount" in x for x in said), said
+    assert ("  LVM: no physical volume of volume group debian-vg was seen (physical volumes "
+            "seen: /dev/vda in vg0)") in said, said

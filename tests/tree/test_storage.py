@@ -68,7 +68,9 @@ def test_default_image_carries_lvm2_and_mdadm_with_their_udev_rules(default_buil
               "usr/lib/udev/rules.d/69-lvm.rules", "usr/lib/udev/rules.d/64-md-raid-assembly.rules",
               "usr/lib/udev/rules.d/63-md-raid-arrays.rules", "usr/lib/udev/rules.d/56-lvm.rules",
               "usr/lib/systemd/system/mdadm-last-resort@.timer", "etc/lvm/lvm.conf",
-              "etc/mdadm/mdadm.conf", storage.MD_REPORT):
+              "etc/mdadm/mdadm.conf", storage.MD_REPORT, storage.EXPLAIN,
+              storage.CREDS_SCREEN,
+              "usr/lib/systemd/system/emergency.target.wants/rdforge-explain-missing.service"):
         assert p in paths, p
     # What serves only the running system stayed out (dmeventd pulls in a 3 MB library).
     for p in ("usr/sbin/dmeventd", "usr/sbin/lvmpolld", "usr/sbin/mdmon"):
