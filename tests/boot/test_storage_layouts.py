@@ -160,3 +160,22 @@ def test_a_device_that_never_appears_is_named_before_the_emergency_shell(
                and "sysroot.mount" in x for x in said), said
     assert ("  LVM: no physical volume of volume group debian-vg was seen (physical volumes "
             "seen: /dev/vda in vg0)") in said, said
+
+
+def test_a_crypttab_the_image_carries_opens_the_disk_without_rd_luks(
+        default_build: Path, tmp_path: Path) -> None:
+    """An /etc/crypttab put into the image by the config (`files`), as a host-only build
+    puts the host's: systemd-cryptsetup-generator in the initrd takes its lines, so the kernel
+    command line names only the root."""
+    from rdforge.config import Config
+    from rdforge.outputs.initrd import build
+    from rdforge.vm.layouts import LUKS1_UUID
+
+    crypttab = tmp_path / "crypttab"
+    crypttab.write_text(f"cryptroot UUID={LUKS1_UUID} none luks\n")
+    img = tmp_path / "crypttab.img"
+    build(Config(output=str(img), lock=str(tmp_path / "crypttab.lock"),
+                 files={"/etc/crypttab": str(crypttab)}))
+    res = boot_layout(img, "luks1", root_arg="root=/dev/mapper/cryptroot")
+    assert res.ok, res.reason + res.console[-3000:]
+    assert PROMPT in res.console and re.search(ROOT_DEVICE["luks1"], res.console)
