@@ -14,7 +14,7 @@ from rdforge.errors import ConfigError
 
 DEFAULT_PACKAGES: tuple[str, ...] = (
     "base-files", "systemd", "udev", "kmod", "bash", "util-linux", "mount", "e2fsprogs",
-    "dmsetup", "systemd-cryptsetup", "libcryptsetup12", "lvm2", "mdadm",
+    "dmsetup", "systemd-cryptsetup", "libcryptsetup12", "lvm2", "mdadm", "kbd", "console-data",
 )
 
 
@@ -43,6 +43,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("prefer", list, ["mawk"], "providers to prefer for virtual packages", cli=False),
     Setting("dlopen_features", list, ["cryptsetup", "tpm"],
             "systemd dlopen() features (\"suggested\" ones) to include"),
+    Setting("keymap", str, "", "console keymap loaded before any prompt (console-data's names: "
+            "de-latin1, fr-latin9, uk, ...); at boot a vconsole.keymap credential or "
+            "vconsole.keymap= chooses another"),
     Setting("kernel_version", str, "", "kernel version (default: newest linux-image of the release)"),
     Setting("modules_dir", str, "", "take modules from this lib/modules/KVER directory instead", path=True),
     Setting("modules", str, "generic", "module profile: generic, host-only or none"),
@@ -91,6 +94,7 @@ class Config:
     remove_packages: list[str] = field(default_factory=lambda: ["tpm-udev", "debconf"])
     prefer: list[str] = field(default_factory=lambda: ["mawk"])
     dlopen_features: list[str] = field(default_factory=lambda: ["cryptsetup", "tpm"])
+    keymap: str = ""
     kernel_version: str = ""
     modules_dir: str = ""
     modules: str = "generic"

@@ -31,6 +31,7 @@ from rdforge.sources.plan import (
 )
 from rdforge.tree import check, fixups, kmods, storage
 from rdforge.tree.host_storage import host_storage
+from rdforge.tree.keymap import console_keymap
 from rdforge.tree.model import FILE, Entry, Tree
 from rdforge.tree.prune import DEFAULT_PRUNE, Pruner, gc_libraries
 from rdforge.tree.unpack import (
@@ -369,6 +370,7 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     dropins = fixups.boot_order(b.tree)
     storage_done = host_storage(b.tree) if cfg.modules == "host-only" else []
     storage_done += storage.storage_stacks(b.tree)
+    storage_done += console_keymap(b.tree, cfg.keymap)
     missing_fw = b.firmware(mods, firmware_pkgs)
     pkgs = sorted(b.unpacked.values(), key=lambda x: x.name)
     keep = dlopen_wants(b.tree, cfg.dlopen_features) | KEEP_SONAMES

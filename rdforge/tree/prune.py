@@ -81,6 +81,17 @@ DEFAULT_PRUNE: tuple[str, ...] = (
         "systemd-firstboot", "systemd-cryptenroll", "hostnamectl", "systemd-machine-id-setup",
         "systemd-delta", "systemd-path", "systemd-socket-activate", "systemd-stdio-bridge",
         "systemd-hwdb", "systemd-ac-power")),
+    # kbd and console-data: loadkeys and the PC keymaps load the console keymap; fonts,
+    # screen maps and the other keyboard tools serve the running system's consoles.
+    "usr/share/consolefonts/*", "usr/share/consoletrans/*", "usr/share/keymaps/amiga/*",
+    "usr/share/keymaps/atari/*", "usr/share/keymaps/mac/*", "usr/share/keymaps/sun/*",
+    "usr/share/console/*", "usr/sbin/kbdrate",
+    *(f"usr/bin/{b}" for b in (
+        "chvt", "codepage", "deallocvt", "dumpkeys", "fgconsole", "getkeycodes", "kbd_mode",
+        "kbdinfo", "loadunimap", "mapscrn", "mk_modmap", "openvt", "psfaddtable", "psfgettable",
+        "psfstriptable", "psfxtable", "resizecons", "screendump", "setfont", "setkeycodes",
+        "setleds", "setlogcons", "setmetamode", "setvtrgb", "showconsolefont", "showkey",
+        "splitfont", "unicode_start", "unicode_stop")),
     *(f"usr/sbin/{b}" for b in (
         "rtcwake", "chmem", "runuser", "fstrim", "blkzone", "blkdiscard", "agetty", "ldattach",
         "readprofile", "ctrlaltdel", "fsfreeze", "chcpu", "pivot_root", "swapoff", "swapon")),

@@ -21,6 +21,7 @@ from pathlib import Path
 from rdforge.errors import BootError
 from rdforge.sources.cache import cache_root
 from rdforge.tree.kmods import INDEX_VERSION, verified_vmlinuz
+from rdforge.vm import keyboard
 from rdforge.vm.rootfs import LABEL, MARKER
 from rdforge.vm.terminal import ConsoleText, Terminal
 
@@ -81,6 +82,9 @@ class BootOptions:
     memory_mb: int = 1536
     extra_qemu: tuple[str, ...] = ()
     console_input: tuple[tuple[str, str], ...] = ()  # (wait for text, then type this)
+    # (wait for text on the serial console, then press these keys: qemu's key names, spaced)
+    # on the PS/2 keyboard; the VM gets a VGA card for its virtual terminals.
+    vt_keys: tuple[tuple[str, str], ...] = ()
     luks_passphrase: str = ""  # wrap the root in LUKS2 with this passphrase ...
     luks_type: bool = True  # ... and type it at the prompt (not when a credential unlocks it)
     sysexts: tuple[Path, ...] = ()  # handed over as /.extra/sysext/*.raw
@@ -406,13 +410,17 @@ def _run(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
 
 
 def _run_once(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
-    if opts.tpm_state is None:
-        return _run_qemu(opts, cmd, accel)
-    with tempfile.TemporaryDirectory(prefix="rdforge-tpm-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="rdforge-vm-") as tmp:
+        monitor = None
+        if opts.vt_keys:
+            monitor = Path(tmp, "monitor.sock")
+            cmd = cmd + keyboard.qemu_args(monitor)
+        if opts.tpm_state is None:
+            return _run_qemu(opts, cmd, accel, monitor)
         sock = Path(tmp, "swtpm.sock")
         tpm = start_swtpm(opts.tpm_state, sock)
         try:
-            return _run_qemu(opts, cmd + tpm_args(sock), accel)
+            return _run_qemu(opts, cmd + tpm_args(sock), accel, monitor)
         finally:
             tpm.terminate()
             try:
@@ -427,7 +435,8 @@ def _exit_reason(code: int, expect: str) -> str:
     return f"qemu exited ({code}) before {expect!r} appeared"
 
 
-def _run_qemu(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
+def _run_qemu(opts: BootOptions, cmd: list[str], accel: str,
+              monitor: Path | None = None) -> BootResult:
     expect = opts.expect or MARKER
     start = time.monotonic()
     phases: dict[str, float] = {}
@@ -440,6 +449,7 @@ def _run_qemu(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     inputs = list(opts.console_input)
+    keys, keys_from = list(opts.vt_keys), 0
     ok, reason = False, f"timed out after {opts.timeout:.0f}s"
     scan_from = 0
     last_output = start
@@ -507,6 +517,10 @@ def _run_qemu(opts: BootOptions, cmd: list[str], accel: str) -> BootResult:
                 time.sleep(0.3)
                 proc.stdin.write(inputs.pop(0)[1].encode())
                 proc.stdin.flush()
+            if keys and monitor is not None and keys[0][0] in console[keys_from:]:
+                keys_from = console.index(keys[0][0], keys_from) + len(keys[0][0])
+                time.sleep(1.0)  # the prompt's program is up; give it time to read the tty
+                keyboard.press(monitor, keys.pop(0)[1])
             if expect in console and worker is None:
                 ok, reason = True, f"{expect!r} appeared"
                 if opts.while_running is None:
