@@ -370,7 +370,7 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     dropins = fixups.boot_order(b.tree)
     storage_done = host_storage(b.tree) if cfg.modules == "host-only" else []
     storage_done += storage.storage_stacks(b.tree)
-    storage_done += console_keymap(b.tree, cfg.keymap)
+    storage_done += console_keymap(b.tree, cfg.keymap, host_only=cfg.modules == "host-only")
     missing_fw = b.firmware(mods, firmware_pkgs)
     pkgs = sorted(b.unpacked.values(), key=lambda x: x.name)
     keep = dlopen_wants(b.tree, cfg.dlopen_features) | KEEP_SONAMES
