@@ -56,6 +56,10 @@ DefaultDependencies=no
 After=systemd-udevd.service
 Before=sysinit.target cryptsetup-pre.target systemd-ask-password-console.service
 Before=emergency.service rescue.service
+# Only when a keymap is named somewhere: otherwise no program starts at all.
+ConditionCredential=|vconsole.keymap
+ConditionKernelCommandLine=|vconsole.keymap
+ConditionPathExists=|/etc/vconsole.conf
 
 [Service]
 Type=oneshot

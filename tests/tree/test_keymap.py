@@ -125,3 +125,13 @@ def test_a_host_keymap_console_data_lacks_is_only_noted(tmp_path: Path) -> None:
     # Without loadkeys a host's keymap is no error either (a configured one is).
     assert keymap.console_keymap(_tree(loadkeys=False), "", host_only=True,
                                  host_root=tmp_path) == []
+
+
+def test_the_unit_starts_nothing_when_no_keymap_is_named() -> None:
+    t = _tree()
+    keymap.console_keymap(t, "")
+    unit = t.get("usr/lib/systemd/system/rdforge-console-keymap.service")
+    assert unit is not None
+    for cond in (b"ConditionCredential=|vconsole.keymap", b"ConditionKernelCommandLine=|vconsole.keymap",
+                 b"ConditionPathExists=|/etc/vconsole.conf"):
+        assert cond in unit.data
