@@ -30,7 +30,7 @@ from rdforge.sources.plan import (
     resolve_set,
 )
 from rdforge.tree import check, fixups, kmods, storage
-from rdforge.tree.host_storage import host_storage
+from rdforge.tree.host_storage import host_only
 from rdforge.tree.keymap import console_keymap
 from rdforge.tree.model import FILE, Entry, Tree
 from rdforge.tree.prune import DEFAULT_PRUNE, Pruner, gc_libraries
@@ -368,9 +368,10 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     not_started = fixups.boot_path(b.tree)
     fixups.fs_module_rule(b.tree)
     dropins = fixups.boot_order(b.tree)
-    storage_done = host_storage(b.tree) if cfg.modules == "host-only" else []
+    keymap, storage_done = host_only(b.tree, cfg.keymap) if cfg.modules == "host-only" \
+        else (cfg.keymap, [])
     storage_done += storage.storage_stacks(b.tree)
-    storage_done += console_keymap(b.tree, cfg.keymap, host_only=cfg.modules == "host-only")
+    storage_done += console_keymap(b.tree, keymap)
     missing_fw = b.firmware(mods, firmware_pkgs)
     pkgs = sorted(b.unpacked.values(), key=lambda x: x.name)
     keep = dlopen_wants(b.tree, cfg.dlopen_features) | KEEP_SONAMES

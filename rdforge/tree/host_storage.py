@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rdforge.tree.keymap import available
 from rdforge.tree.model import Tree
 from rdforge.tree.storage import MDADM_CONF
 
@@ -169,3 +170,61 @@ def array_lines(conf: str) -> list[str]:
         else:
             continues = False
     return out
+
+
+def host_only(tree: Tree, keymap: str, host_root: Path = Path("/"), sys_root: Path = Path("/sys"),
+              proc_root: Path = Path("/proc")) -> tuple[str, list[str]]:
+    """The host-only stage: this machine's storage configuration into the tree (host_storage),
+    and the keymap the image is to load: the configured one, else this machine's
+    (host_keymap) when console-data has it. Returns the keymap and what was done."""
+    done = host_storage(tree, host_root, sys_root, proc_root)
+    if keymap:
+        return keymap, done
+    keymap, source = host_keymap(tree, host_root)
+    if keymap and keymap not in available(tree):
+        done.append(f"host-only: this host's keymap {keymap} ({source}) is not one of "
+                    "console-data's; none configured")
+        return "", done
+    if keymap:
+        done.append(f"host-only: keymap {keymap} from {source}")
+    return keymap, done
+
+
+MODEL_MAP = "usr/share/systemd/kbd-model-map"
+
+
+def _assignments(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        k, sep, v = line.strip().partition("=")
+        if sep and not k.startswith("#"):
+            out[k.strip()] = v.strip().strip("\"'")
+    return out
+
+
+def host_keymap(tree: Tree, host_root: Path = Path("/")) -> tuple[str, str]:
+    """This machine's console keymap for a host-only image, and where it came from:
+    /etc/vconsole.conf's KEYMAP, else Debian's /etc/default/keyboard (XKB layout and variant)
+    mapped to a console keymap by systemd's kbd-model-map, the way localectl maps them."""
+    try:
+        km = _assignments((host_root / "etc/vconsole.conf").read_text()).get("KEYMAP", "")
+        if km:
+            return km, "/etc/vconsole.conf"
+    except (OSError, UnicodeDecodeError):
+        pass
+    try:
+        kb = _assignments((host_root / "etc/default/keyboard").read_text())
+    except (OSError, UnicodeDecodeError):
+        return "", ""
+    layout = kb.get("XKBLAYOUT", "").split(",")[0]
+    variant = kb.get("XKBVARIANT", "").split(",")[0] or "-"
+    e = tree.get(MODEL_MAP)
+    if not layout or layout == "us" and variant == "-" or e is None or e.data is None:
+        return "", ""  # US is the kernel's own map
+    rows = [r.split() for r in e.data.decode("utf-8", "replace").splitlines()
+            if r.strip() and not r.startswith("#")]
+    for want in (variant, "-"):
+        for r in rows:
+            if len(r) >= 4 and r[1] == layout and r[3] == want:
+                return r[0], f"/etc/default/keyboard (XKBLAYOUT={layout}, XKBVARIANT={variant})"
+    return "", ""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from pathlib import Path
 
 from rdforge.errors import RdforgeError
 from rdforge.tree.fixups import UNITDIR
@@ -71,16 +70,15 @@ ExecStart=/{SCRIPT}
 
 def available(tree: Tree) -> list[str]:
     """The keymap names in the tree (console-data's PC keymaps)."""
-    return sorted(p.rsplit("/", 1)[-1].removesuffix(".kmap")
-                  for p, _e in tree.files() if p.startswith(f"{KEYMAPS}/i386/") and p.endswith(".kmap"))
+    return sorted(p.rsplit("/", 1)[-1].removesuffix(".gz").removesuffix(".kmap")
+                  for p, _e in tree.files()
+                  if p.startswith(f"{KEYMAPS}/i386/") and p.endswith((".kmap", ".kmap.gz")))
 
 
-def console_keymap(tree: Tree, keymap: str, host_only: bool = False,
-                   host_root: Path = Path("/")) -> list[str]:
-    """Store the keymaps uncompressed and add the unit that loads one; returns what was done,
-    for the manifest. Without loadkeys or keymaps in the tree nothing is added, and a
-    configured keymap is an error. A host-only image with none configured takes this
-    machine's (host_keymap), if console-data has it."""
+def console_keymap(tree: Tree, keymap: str) -> list[str]:
+    """Store the keymaps uncompressed and add the unit that loads one, writing keymap (if
+    any) to /etc/vconsole.conf; returns what was done, for the manifest. Without loadkeys or
+    keymaps in the tree nothing is added, and a keymap named is an error."""
     for path, e in list(tree.files()):
         if path.startswith(f"{KEYMAPS}/") and path.endswith(".gz") and e.kind == FILE:
             try:
@@ -90,18 +88,8 @@ def console_keymap(tree: Tree, keymap: str, host_only: bool = False,
             tree.remove(path)
             tree.add_file(path[:-3], data, e.mode, package=e.package)
     names = available(tree)
-    done = []
-    configured = keymap
-    if host_only and not keymap:
-        keymap, source = host_keymap(tree, host_root)
-        if keymap and keymap not in names:
-            done.append(f"host-only: this host's keymap {keymap} ({source}) is not one of "
-                        "console-data's; none configured")
-            keymap = ""
-        elif keymap:
-            done.append(f"host-only: keymap {keymap} from {source}")
     if tree.get("usr/bin/loadkeys") is None or not names:
-        if configured:
+        if keymap:
             raise RdforgeError(f"keymap {keymap}: the image has no loadkeys or keymaps "
                                "(the packages kbd and console-data)")
         return []
@@ -112,49 +100,30 @@ def console_keymap(tree: Tree, keymap: str, host_only: bool = False,
                                + (f" (similar: {', '.join(near)})" if near else ""))
         tree.remove("etc/vconsole.conf")
         tree.add_file("etc/vconsole.conf", f"KEYMAP={keymap}\n".encode())
+        _keep_vconsole_conf(tree)
     tree.add_file(SCRIPT, SCRIPT_TEXT.encode(), 0o755)
     tree.add_file(f"{UNITDIR}/rdforge-console-keymap.service", UNIT.encode())
     tree.add_symlink(f"{UNITDIR}/sysinit.target.wants/rdforge-console-keymap.service",
                      "../rdforge-console-keymap.service")
     return [f"console keymap: {keymap or 'none configured'} ({len(names)} keymaps; chosen at "
-            "boot by a vconsole.keymap credential or vconsole.keymap=)", *done]
+            "boot by a vconsole.keymap credential or vconsole.keymap=)"]
 
 
-MODEL_MAP = "usr/share/systemd/kbd-model-map"
+DEBIAN_TMPFILES = "usr/lib/tmpfiles.d/debian.conf"
 
 
-def _assignments(text: str) -> dict[str, str]:
-    out = {}
-    for line in text.splitlines():
-        k, sep, v = line.strip().partition("=")
-        if sep and not k.startswith("#"):
-            out[k.strip()] = v.strip().strip("\"'")
-    return out
-
-
-def host_keymap(tree: Tree, host_root: Path = Path("/")) -> tuple[str, str]:
-    """This machine's console keymap for a host-only image, and where it came from:
-    /etc/vconsole.conf's KEYMAP, else Debian's /etc/default/keyboard (XKB layout and variant)
-    mapped to a console keymap by systemd's kbd-model-map, the way localectl maps them."""
-    try:
-        km = _assignments((host_root / "etc/vconsole.conf").read_text()).get("KEYMAP", "")
-        if km:
-            return km, "/etc/vconsole.conf"
-    except (OSError, UnicodeDecodeError):
-        pass
-    try:
-        kb = _assignments((host_root / "etc/default/keyboard").read_text())
-    except (OSError, UnicodeDecodeError):
-        return "", ""
-    layout = kb.get("XKBLAYOUT", "").split(",")[0]
-    variant = kb.get("XKBVARIANT", "").split(",")[0] or "-"
-    e = tree.get(MODEL_MAP)
-    if not layout or layout == "us" and variant == "-" or e is None or e.data is None:
-        return "", ""  # US is the kernel's own map
-    rows = [r.split() for r in e.data.decode("utf-8", "replace").splitlines()
-            if r.strip() and not r.startswith("#")]
-    for want in (variant, "-"):
-        for r in rows:
-            if len(r) >= 4 and r[1] == layout and r[3] == want:
-                return r[0], f"/etc/default/keyboard (XKBLAYOUT={layout}, XKBVARIANT={variant})"
-    return "", ""
+def _keep_vconsole_conf(tree: Tree) -> None:
+    """Debian's systemd replaces /etc/vconsole.conf at boot by a symlink to
+    /etc/default/keyboard (`L+` in tmpfiles.d/debian.conf), which the initrd lacks: when
+    systemd-tmpfiles-setup ran before the keymap unit had read the file, the map was lost
+    (seen in 2 of 6 boots on a busy machine). The image's vconsole.conf is its own."""
+    e = tree.get(DEBIAN_TMPFILES)
+    if e is None or e.data is None:
+        return
+    lines = e.data.decode("utf-8", "replace").splitlines(keepends=True)
+    kept = [ln if not (ln.split()[1:2] == ["/etc/vconsole.conf"] and ln.startswith("L"))
+            else "# rdforge: /etc/vconsole.conf is the image's own (its keymap)\n# " + ln
+            for ln in lines]
+    if kept != lines:
+        tree.remove(DEBIAN_TMPFILES)
+        tree.add_file(DEBIAN_TMPFILES, "".join(kept).encode(), e.mode, package=e.package)

@@ -52,6 +52,11 @@ PHASES: tuple[tuple[str, str], ...] = (
 
 
 
+def _env_cpus() -> int:
+    v = os.environ.get("RDFORGE_VM_CPUS", "")
+    return int(v) if v.isdigit() and int(v) > 0 else 2
+
+
 @dataclass
 class BootOptions:
     initrd: Path | None = None
@@ -101,12 +106,7 @@ class BootOptions:
     stall_seconds: float = 60
     # Virtual CPUs; RDFORGE_VM_CPUS sets the default. Under emulation on a machine running
     # as many VMs as it has cores (the test suite on 2 cores), one each is about 10% faster.
-    cpus: int = field(default_factory=lambda: _env_cpus())
-
-
-def _env_cpus() -> int:
-    v = os.environ.get("RDFORGE_VM_CPUS", "")
-    return int(v) if v.isdigit() and int(v) > 0 else 2
+    cpus: int = field(default_factory=_env_cpus)
 
 
 @dataclass

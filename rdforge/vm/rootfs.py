@@ -80,6 +80,20 @@ def _populate(root: Path, busybox_deb: Path, init: str = INIT) -> None:
     os.symlink("busybox", root / "bin/sh")
 
 
+def _mkfs(cmd: list[str], cwd: str, fstype: str) -> None:
+    if not shutil.which(cmd[0]):
+        raise BootError(f"{cmd[0]} is not installed (needed for a {fstype} test root)")
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+    if r.returncode != 0:
+        raise BootError(f"{cmd[0]} failed: {r.stderr.strip()}")
+
+
+def _mkfs_ext4(content: Path, img: Path, label: str, uuid: str) -> None:
+    """An ext4 file system holding `content`, in the (already sized) file img."""
+    _mkfs(["mkfs.ext4", "-q", "-L", label, "-U", uuid, "-d", str(content), str(img)],
+          str(img.parent), "ext4")
+
+
 def make_root_image(busybox_deb: Path, fstype: str = "ext4", size_mb: int = 64,
                     dest: Path | None = None, init: str = INIT) -> Path:
     """A raw disk image with one file system (no partition table), labelled LABEL with
@@ -99,20 +113,17 @@ def make_root_image(busybox_deb: Path, fstype: str = "ext4", size_mb: int = 64,
         with open(img, "wb") as f:
             f.truncate(size_mb << 20)
         if fstype == "ext4":
-            cmd = ["mkfs.ext4", "-q", "-L", LABEL, "-U", FS_UUID, "-d", str(root), str(img)]
+            _mkfs_ext4(root, img, LABEL, FS_UUID)
         elif fstype == "btrfs":
-            cmd = ["mkfs.btrfs", "-q", "-L", LABEL, "-U", FS_UUID, "--rootdir", str(root), str(img)]
+            _mkfs(["mkfs.btrfs", "-q", "-L", LABEL, "-U", FS_UUID, "--rootdir", str(root), str(img)],
+                  tmp, fstype)
         elif fstype == "xfs":
             proto = Path(tmp, "proto")
             proto.write_text(_xfs_proto(root))
-            cmd = ["mkfs.xfs", "-q", "-L", LABEL, "-m", f"uuid={FS_UUID}", "-p", str(proto), str(img)]
+            _mkfs(["mkfs.xfs", "-q", "-L", LABEL, "-m", f"uuid={FS_UUID}", "-p", str(proto), str(img)],
+                  tmp, fstype)
         else:
             raise BootError(f"unsupported test root file system {fstype!r}")
-        if not shutil.which(cmd[0]):
-            raise BootError(f"{cmd[0]} is not installed (needed for a {fstype} test root)")
-        r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
-        if r.returncode != 0:
-            raise BootError(f"{cmd[0]} failed: {r.stderr.strip()}")
         fd, tmp_out = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
         os.close(fd)
         shutil.move(str(img), tmp_out)
@@ -137,10 +148,7 @@ def make_split_usr_images(busybox_deb: Path, in_fstab: bool, dest: Path) -> tupl
         img = dest / f"{d.name}.img"
         with open(img, "wb") as f:
             f.truncate(32 << 20)
-        r = subprocess.run(["mkfs.ext4", "-q", "-L", label, "-U", uuid, "-d", str(d), str(img)],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            raise BootError(f"mkfs.ext4 failed: {r.stderr.strip()}")
+        _mkfs_ext4(d, img, label, uuid)
         out.append(img)
     return out[0], out[1]
 

@@ -5,8 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from rdforge.tree import storage
-from rdforge.tree.host_storage import array_lines, crypttab_lines, host_storage
+from rdforge.tree.host_storage import MODEL_MAP as MODEL_MAP_PATH
+from rdforge.tree.host_storage import (
+    array_lines,
+    crypttab_lines,
+    host_keymap,
+    host_only,
+    host_storage,
+)
+from rdforge.tree.keymap import KEYMAPS
 from rdforge.tree.model import Tree
 
 CRYPTTAB = """\
@@ -120,3 +130,53 @@ def test_a_configured_crypttab_wins(tmp_path: Path) -> None:
     crypttab = tree.get("etc/crypttab")
     assert crypttab is not None and crypttab.data == b"mine UUID=9 none luks\n"
     assert any("as configured" in d for d in done)
+
+
+def _keymap_tree() -> Tree:
+    t = Tree()
+    for name in ("qwertz/de-latin1", "qwertz/de-latin1-nodeadkeys", "azerty/fr-latin9"):
+        t.add_file(f"{KEYMAPS}/i386/{name}.kmap.gz", b"", package="console-data")
+    return t
+
+
+MODEL_MAP = b"""# Generated
+de-latin1\t\tde\tpc105\t\t-\t\tterminate:ctrl_alt_bksp
+de-latin1-nodeadkeys\tde\tpc105\t\tnodeadkeys\tterminate:ctrl_alt_bksp
+fr-latin9\t\tfr\tpc105\t\tlatin9\t\tterminate:ctrl_alt_bksp
+"""
+
+
+def _keyboard_host(tmp: Path, keyboard: str = "", vconsole: str = "") -> Path:
+    (tmp / "etc/default").mkdir(parents=True)
+    if keyboard:
+        (tmp / "etc/default/keyboard").write_text(keyboard)
+    if vconsole:
+        (tmp / "etc/vconsole.conf").write_text(vconsole)
+    return tmp
+
+
+@pytest.mark.parametrize("keyboard,vconsole,want", [
+    ('XKBMODEL="pc105"\nXKBLAYOUT="de"\nXKBVARIANT="nodeadkeys"\n', "", "de-latin1-nodeadkeys"),
+    ('XKBLAYOUT="de"\nXKBVARIANT=""\n', "", "de-latin1"),
+    ('XKBLAYOUT="fr,us"\nXKBVARIANT="latin9,"\n', "", "fr-latin9"),
+    ('XKBLAYOUT="de"\n', "KEYMAP=fr-latin9\n", "fr-latin9"),  # vconsole.conf first
+    ('XKBLAYOUT="us"\n', "", ""),  # the kernel's own map: nothing to load
+])
+def test_host_only_takes_this_machines_keymap(tmp_path: Path, keyboard: str, vconsole: str,
+                                               want: str) -> None:
+    t = _keymap_tree()
+    t.add_file(MODEL_MAP_PATH, MODEL_MAP)
+    host = _keyboard_host(tmp_path, keyboard, vconsole)
+    assert host_keymap(t, host)[0] == want
+    km, done = host_only(t, "", host, host / "sys", host / "proc")
+    assert km == want
+    if want:
+        assert any(f"host-only: keymap {want} from" in d for d in done)
+    # A configured keymap wins over the host's.
+    assert host_only(t, "us", host, host / "sys", host / "proc")[0] == "us"
+
+
+def test_a_host_keymap_console_data_lacks_is_only_noted(tmp_path: Path) -> None:
+    host = _keyboard_host(tmp_path, vconsole="KEYMAP=dvorak-xx\n")
+    km, done = host_only(_keymap_tree(), "", host, host / "sys", host / "proc")
+    assert km == "" and any("not one of console-data's" in d for d in done)

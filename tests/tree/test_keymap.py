@@ -79,54 +79,6 @@ def test_the_loader_script_is_bash(tmp_path: Path) -> None:
     assert subprocess.run(["bash", "-n", str(f)]).returncode == 0
 
 
-MODEL_MAP = b"""# Generated
-de-latin1\t\tde\tpc105\t\t-\t\tterminate:ctrl_alt_bksp
-de-latin1-nodeadkeys\tde\tpc105\t\tnodeadkeys\tterminate:ctrl_alt_bksp
-fr-latin9\t\tfr\tpc105\t\tlatin9\t\tterminate:ctrl_alt_bksp
-"""
-
-
-def _host(tmp: Path, keyboard: str = "", vconsole: str = "") -> Path:
-    (tmp / "etc/default").mkdir(parents=True)
-    if keyboard:
-        (tmp / "etc/default/keyboard").write_text(keyboard)
-    if vconsole:
-        (tmp / "etc/vconsole.conf").write_text(vconsole)
-    return tmp
-
-
-@pytest.mark.parametrize("keyboard,vconsole,want", [
-    ('XKBMODEL="pc105"\nXKBLAYOUT="de"\nXKBVARIANT="nodeadkeys"\n', "", "de-latin1-nodeadkeys"),
-    ('XKBLAYOUT="de"\nXKBVARIANT=""\n', "", "de-latin1"),
-    ('XKBLAYOUT="fr,us"\nXKBVARIANT="latin9,"\n', "", "fr-latin9"),
-    ('XKBLAYOUT="de"\n', "KEYMAP=fr-latin9\n", "fr-latin9"),  # vconsole.conf first
-    ('XKBLAYOUT="us"\n', "", ""),  # the kernel's own map: nothing to load
-])
-def test_host_only_takes_this_machines_keymap(tmp_path: Path, keyboard: str, vconsole: str,
-                                               want: str) -> None:
-    t = _tree()
-    t.add_file(keymap.MODEL_MAP, MODEL_MAP)
-    host = _host(tmp_path, keyboard, vconsole)
-    assert keymap.host_keymap(t, host)[0] == want
-    done = keymap.console_keymap(t, "", host_only=True, host_root=host)
-    conf = t.get("etc/vconsole.conf")
-    if want:
-        assert conf is not None and conf.data == f"KEYMAP={want}\n".encode()
-        assert any(f"host-only: keymap {want} from" in d for d in done)
-    else:
-        assert conf is None
-
-
-def test_a_host_keymap_console_data_lacks_is_only_noted(tmp_path: Path) -> None:
-    t = _tree()
-    done = keymap.console_keymap(t, "", host_only=True,
-                                 host_root=_host(tmp_path, vconsole="KEYMAP=dvorak-xx\n"))
-    assert t.get("etc/vconsole.conf") is None and any("not one of console-data's" in d for d in done)
-    # Without loadkeys a host's keymap is no error either (a configured one is).
-    assert keymap.console_keymap(_tree(loadkeys=False), "", host_only=True,
-                                 host_root=tmp_path) == []
-
-
 def test_the_unit_starts_nothing_when_no_keymap_is_named() -> None:
     t = _tree()
     keymap.console_keymap(t, "")
@@ -135,3 +87,25 @@ def test_the_unit_starts_nothing_when_no_keymap_is_named() -> None:
     for cond in (b"ConditionCredential=|vconsole.keymap", b"ConditionKernelCommandLine=|vconsole.keymap",
                  b"ConditionPathExists=|/etc/vconsole.conf"):
         assert cond in unit.data
+
+
+DEBIAN_CONF = b"""# Type Path    Mode UID  GID  Age Argument
+L /run/shm     -    -    -    -   /dev/shm
+L+ /etc/mtab   -    -    -    -  ../proc/self/mounts
+L+ /etc/vconsole.conf  - - -  -  default/keyboard
+"""
+
+
+def test_debians_tmpfiles_line_cannot_replace_the_images_vconsole_conf() -> None:
+    t = _tree()
+    t.add_file(keymap.DEBIAN_TMPFILES, DEBIAN_CONF, package="systemd")
+    keymap.console_keymap(t, "de-latin1")
+    e = t.get(keymap.DEBIAN_TMPFILES)
+    assert e is not None and e.data is not None and e.package == "systemd"
+    live = [ln.split()[1] for ln in e.data.decode().splitlines() if ln and not ln.startswith("#")]
+    assert live == ["/run/shm", "/etc/mtab"]
+    # Without a keymap setting there is no vconsole.conf of the image's own to keep.
+    t = _tree()
+    t.add_file(keymap.DEBIAN_TMPFILES, DEBIAN_CONF, package="systemd")
+    keymap.console_keymap(t, "")
+    assert t.get(keymap.DEBIAN_TMPFILES).data == DEBIAN_CONF  # type: ignore[union-attr]
