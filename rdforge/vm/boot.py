@@ -63,6 +63,9 @@ class BootOptions:
     uki: Path | None = None  # boot this UKI from an ESP with OVMF instead of -kernel/-initrd
     esp_extra: tuple[Path, ...] = ()  # files for the UKI's extra.d folder (.cred, .raw, .efi)
     esp_tree: Path | None = None  # or boot an ESP holding this tree (systemd-boot and entries)
+    # The ESP and the root image as partitions of one GPT disk, the root typed for
+    # systemd-gpt-auto-generator (the UKI's command line then needs no root=).
+    gpt_auto: bool = False
     secure_boot_vars: Path | None = None  # an OVMF variable store with Secure Boot keys
     secure_boot_cert: Path | None = None  # or: Secure Boot on, with this certificate in db
     kernel: Path | None = None
@@ -308,6 +311,12 @@ def boot(opts: BootOptions) -> BootResult:
             else:
                 shutil.copyfile(opts.secure_boot_vars or OVMF_DIR / "OVMF_VARS_4M.fd", vars_copy)
             secure = opts.secure_boot_vars is not None or opts.secure_boot_cert is not None
+            if opts.gpt_auto:
+                if root is None:
+                    raise BootError("a discoverable root partition needs a root image")
+                from rdforge.vm.esp import make_gpt_disk
+
+                esp, root = make_gpt_disk(esp, root, Path(tmp, "disk.img")), None
             cmd = qemu_command(opts, uefi_args(esp, vars_copy, secure), root, accel, secure)
             return _run(opts, cmd, accel)
         assert opts.initrd is not None

@@ -1,15 +1,19 @@
 """EFI system partition images for UEFI boots, made without mounting anything (mkfs.vfat and
-mtools): the UKI as the removable-media boot loader, and its extra.d folder."""
+mtools): the UKI as the removable-media boot loader, and its extra.d folder; and a whole GPT
+disk holding such an ESP beside a root partition typed as the Discoverable Partitions
+Specification says, for a boot with no root= at all."""
 
 from __future__ import annotations
 
 import shutil
+import uuid as uuidlib
 import subprocess
 import tempfile
 from pathlib import Path
 
 from rdforge.errors import BootError
-from rdforge.formats import creds
+from rdforge.formats import creds, gpt
+from rdforge.formats.ddi import TYPES
 
 LOADER = "EFI/BOOT/BOOTX64.EFI"
 # What systemd-stub picks up from the UKI's extra.d folder, by suffix.
@@ -93,4 +97,33 @@ def make_esp_from_tree(tree: Path, dest: Path) -> Path:
     entries = sorted(tree.iterdir())
     if entries:
         _run(["mcopy", "-s", "-i", str(dest), *map(str, entries), "::/"])
+    return dest
+
+
+ESP_TYPE = uuidlib.UUID("c12a7328-f81f-11d2-ba4b-00a0c93ec93b")
+# Fixed, so that the same inputs give the same disk.
+GPT_DISK_UUID = uuidlib.UUID("7d0a3f52-8f4e-4d7b-a1c3-5b2e9f6d8a10")
+ROOT_PART_UUID = uuidlib.UUID("3e1b6c0d-27a4-4f59-9d8e-c4a7b2f1e605")
+
+
+def make_gpt_disk(esp: Path, root: Path, dest: Path, arch: str = "x86-64") -> Path:
+    """One disk: a GPT with the ESP image and the root file system image as partitions, the
+    root typed as the architecture's root partition. Booted from that ESP, systemd-stub
+    names the partition it came from (LoaderDevicePartUUID), and systemd-gpt-auto-generator
+    in the initrd mounts the root it finds on the same disk."""
+    parts, files = [], []
+    for f, type_uuid, part_uuid, name in (
+            (esp, ESP_TYPE, uuidlib.uuid5(GPT_DISK_UUID, "esp"), "esp"),
+            (root, uuidlib.UUID(TYPES[arch][0]), ROOT_PART_UUID, f"root-{arch}")):
+        size = f.stat().st_size
+        parts.append(gpt.Partition(type_uuid, part_uuid, name, -(-size // gpt.SECTOR) * gpt.SECTOR))
+        files.append(f)
+    placed, total = gpt.layout(parts)
+    with open(dest, "wb") as out:
+        out.truncate(total)
+        gpt.write_table(out, placed, total, GPT_DISK_UUID)
+        for pl, f in zip(placed, files, strict=True):
+            out.seek(pl.offset)
+            with open(f, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
     return dest

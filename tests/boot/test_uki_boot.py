@@ -127,3 +127,15 @@ def test_pcr11_in_the_initrd_is_the_value_the_signed_policy_names(
     assert signed is not None
     policies = [e["pol"] for e in json.loads(signed.data(data))["sha256"]]
     assert tpm2.policy_pcr({11: predicted}).hex() == policies[0]
+
+
+def test_uki_with_no_root_on_its_command_line_finds_the_discoverable_root_partition(
+        default_build: Path, tmp_path: Path) -> None:
+    # The Discoverable Partitions Specification: the ESP the UKI came from (systemd-stub sets
+    # LoaderDevicePartUUID) and, on the same disk, a partition typed as the x86-64 root.
+    uki = tmp_path / "vmlinuz.efi"
+    build_uki(UkiOptions(initrd=default_build, output=uki, cmdline="console=ttyS0 panic=-1 rw"))
+    res = _boot_to_root(BootOptions(uki=uki, gpt_auto=True, echo=False, timeout=300))
+    assert not re.search(r"Kernel command line: .*\broot=", res.console)
+    assert "Found device dev-gpt\\x2dauto\\x2droot.device" in res.console, res.console[-3000:]
+    assert re.search(r"EXT4-fs \(vda2\): mounted", res.console), res.console[-3000:]
