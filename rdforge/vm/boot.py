@@ -72,7 +72,8 @@ class BootOptions:
     kernel_version: str = ""
     root_image: Path | None = None
     # More disks after the root (virtio, serial numbers disk1, disk2, ...): RAID members,
-    # physical volumes. Writes go to a temporary overlay unless disks_writable.
+    # physical volumes. Writes go to a temporary overlay unless disks_writable (which also
+    # applies to the root image).
     disks: tuple[Path, ...] = ()
     disk_serials: tuple[str, ...] = ()  # serial numbers for those disks instead
     disks_writable: bool = False
@@ -183,8 +184,8 @@ def kvm_works() -> bool:
     return ok
 
 
-def disk_args(image: Path, bus: str) -> list[str]:
-    drive = f"file={image},format=raw,if=none,id=root,snapshot=on"
+def disk_args(image: Path, bus: str, writable: bool = False) -> list[str]:
+    drive = f"file={image},format=raw,if=none,id=root" + ("" if writable else ",snapshot=on")
     dev = {
         "virtio": ["-device", "virtio-blk-pci,drive=root"],
         "nvme": ["-device", "nvme,drive=root,serial=rdforge0"],
@@ -233,7 +234,7 @@ def qemu_command(opts: BootOptions, boot_args: list[str], root: Path | None, acc
            "-device", "virtio-rng-pci"]
     cmd += ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg,thread=multi"]
     if root is not None:
-        cmd += disk_args(root, opts.disk_bus)
+        cmd += disk_args(root, opts.disk_bus, opts.disks_writable)
     for i, extra in enumerate(opts.disks, 1):
         snap = "" if opts.disks_writable else ",snapshot=on"
         serial = opts.disk_serials[i - 1] if i <= len(opts.disk_serials) else f"disk{i}"

@@ -6,9 +6,9 @@ Specification says, for a boot with no root= at all."""
 from __future__ import annotations
 
 import shutil
-import uuid as uuidlib
 import subprocess
 import tempfile
+import uuid as uuidlib
 from pathlib import Path
 
 from rdforge.errors import BootError

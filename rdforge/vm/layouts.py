@@ -34,6 +34,7 @@ ENC_RAID_UUID = "c0ffee00-1234-4cde-8f00-112233445566"
 BTRFS_UUID = "b7f5e3d1-0a2c-4e6f-8a1b-3c5d7e9f0a2c"
 BTRFS_RAID_UUID = "d2c4e6f8-1a3b-4c5d-9e7f-0a1b2c3d4e5f"
 LUKS_TPM_UUID = "5e1f0c2b-7a3d-4b8e-9f60-1d2c3b4a5e6f"
+LUKS_RESUME_UUID = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
 # The PCRs the TPM-enrolled volume is bound to. Under SeaBIOS, PCR 0 holds the firmware and
 # PCR 2 the option ROMs it ran: a boot with a new network card (its iPXE ROM) changes PCR 2.
 TPM_PCRS = "0+2"
@@ -86,6 +87,11 @@ LAYOUTS: tuple[Layout, ...] = (
     # LUKS2 with a passphrase slot and a TPM2 slot enrolled by systemd-cryptenroll.
     Layout("luks-tpm", ("lukstpm",),
            f"rd.luks.uuid={LUKS_TPM_UUID} root=/dev/mapper/luks-{LUKS_TPM_UUID}", tpm=True),
+    # Hibernation to a swap LV inside LUKS, as the installer's encrypted LVM has it; the root
+    # is the test root that hibernates (rootfs.HIBERNATE_INIT), the swap holds no image yet.
+    Layout("luks-lvm-resume", ("luksresume",),
+           f"rd.luks.uuid={LUKS_RESUME_UUID} root=/dev/mapper/vgres-root "
+           "resume=/dev/mapper/vgres-swap", passphrase=True, size_mb=256),
 )
 BY_NAME = {layout.name: layout for layout in LAYOUTS}
 
@@ -124,7 +130,7 @@ md() {{  # device metadata level members...
     echo y | mdadm --create $d --run --assume-clean --level=$level --raid-devices=$# \\
         --metadata=$meta $name "$@" || fail "mdadm --create $d"
 }}
-put_root() {{ $bb dd if=$SRC of=$1 bs=1M conv=fsync 2>/dev/null || fail "dd to $1"; }}
+put_root() {{ $bb dd if=${{2:-$SRC}} of=$1 bs=1M conv=fsync 2>/dev/null || fail "dd to $1"; }}
 copy_root() {{ $bb cp -a /src/. $1/ || fail "copy to $1"; }}
 SRC=$(dev src)
 $bb mount -o ro -t ext4 $SRC /src || fail "mount the source root"
@@ -183,6 +189,13 @@ cryptsetup close luks-tpm || fail "close luks-tpm"
 PASSWORD={PASSPHRASE} systemd-cryptenroll --tpm2-device=auto --tpm2-pcrs={TPM_PCRS} \\
     $(dev lukstpm) || fail "systemd-cryptenroll"
 
+step luks-lvm-resume
+luks luks2 {LUKS_RESUME_UUID} $(dev luksresume) luks-res
+lvm pvcreate -ff -y /dev/mapper/luks-res; lvm vgcreate vgres /dev/mapper/luks-res
+lvm lvcreate -y -L 64M -n root vgres; lvm lvcreate -y -L 160M -n swap vgres
+put_root /dev/vgres/root $(dev srchib); mkswap /dev/vgres/swap >/dev/null || fail mkswap
+lvm vgchange -an vgres; cryptsetup close luks-res || fail "close luks-res"
+
 $bb umount /src; $bb sync
 echo "{DONE}"
 $bb poweroff -f
@@ -212,11 +225,12 @@ def _with_script(initrd: Path, out: Path) -> Path:
     return out
 
 
-def _key(source_root: Path) -> str:
+def _key(source_root: Path, hibernate_root: Path) -> str:
     h = hashlib.sha256(SCRIPT.encode())
     for layout in LAYOUTS:
         h.update(repr(layout).encode())
     h.update(source_root.name.encode())
+    h.update(hibernate_root.name.encode())
     h.update(",".join(FACTORY_PACKAGES).encode())
     return h.hexdigest()[:16]
 
@@ -224,10 +238,12 @@ def _key(source_root: Path) -> str:
 def make_layouts(source_root: Path, timeout: float = 900) -> Path:
     """The directory holding every layout's disk images (NAME.img), made once and cached.
     Concurrent callers (test workers) wait for the one that makes them."""
-    from rdforge.vm.boot import BootOptions, boot
+    from rdforge.vm.boot import BootOptions, boot, busybox_deb
+    from rdforge.vm.rootfs import HIBERNATE_INIT, make_root_image
 
+    hibernate_root = make_root_image(busybox_deb(), init=HIBERNATE_INIT)
     base = cache_root() / "layouts"
-    out = base / _key(source_root)
+    out = base / _key(source_root, hibernate_root)
     if (out / "done").exists():
         return out
     base.mkdir(parents=True, exist_ok=True)
@@ -253,13 +269,14 @@ def make_layouts(source_root: Path, timeout: float = 900) -> Path:
                             raise BootError(f"sfdisk {disk}: {r.stderr.strip()}")
                     names.append(disk)
             (work / "tpm").mkdir()  # the factory's TPM, which luks-tpm is enrolled in
-            src = work / "src.img"
+            src, srchib = work / "src.img", work / "srchib.img"
             shutil.copyfile(source_root, src)
+            shutil.copyfile(hibernate_root, srchib)
             factory = _with_script(_factory_initrd(work), work / "factory-run.img")
             opts = BootOptions(initrd=factory, echo=False, timeout=timeout, expect=DONE,
                                expect_fail=(FAILED,), append="rdinit=/factory",
-                               disks=(src, *(work / f"{n}.img" for n in names)),
-                               disk_serials=("src", *names), disks_writable=True,
+                               disks=(src, srchib, *(work / f"{n}.img" for n in names)),
+                               disk_serials=("src", "srchib", *names), disks_writable=True,
                                tpm_state=work / "tpm",
                                log=work / "factory.log")
             res = boot(opts)

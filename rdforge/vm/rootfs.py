@@ -51,7 +51,10 @@ HIBERNATE_INIT = f"""#!/bin/busybox sh
 bb=/bin/busybox
 $bb mount -t proc proc /proc 2>/dev/null
 read up _ < /proc/uptime
-$bb swapon /dev/vdb || echo "swapon failed"
+# The swap the initrd's resume check named (resume= set /sys/power/resume): a partition, an
+# LV, a dm-crypt device; udev in the initrd made its /dev/block link.
+read majmin < /sys/power/resume
+$bb swapon /dev/block/$majmin || echo "swapon /dev/block/$majmin failed"
 echo "{HIBERNATING} uptime=$up"
 echo shutdown > /sys/power/disk
 echo disk > /sys/power/state

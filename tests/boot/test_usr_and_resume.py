@@ -1,15 +1,18 @@
 """A separate /usr (from the root's fstab, or mount.usr= on the command line) and resume from
-hibernation (resume= naming the swap device): the generic image brings both up before it
-switches into the root."""
+hibernation (resume= naming the swap device: a plain one by UUID, and an LV inside LUKS as
+the installer's encrypted LVM has it): the generic image brings both up before it switches
+into the root."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from rdforge.vm.boot import BootOptions, boot, busybox_deb
+from rdforge.vm.boot import BootOptions, boot, busybox_deb, default_root
+from rdforge.vm.layouts import BY_NAME, PASSPHRASE, layout_disks
 from rdforge.vm.rootfs import (
     FS_UUID,
     HIBERNATE_INIT,
@@ -62,4 +65,23 @@ def test_hibernated_root_resumes_and_a_boot_without_an_image_is_not_delayed(
     assert res.ok, res.reason + res.console[-3000:]
     assert HIBERNATING not in res.console, res.console[-3000:]
     # The kernel of boot 1 came back from the image (its own log line, on this console).
+    assert "PM: hibernation: hibernation exit" in res.console, res.console[-3000:]
+
+
+def test_resume_from_a_swap_lv_inside_luks(default_build: Path, tmp_path: Path) -> None:
+    layout = BY_NAME["luks-lvm-resume"]
+    (cached,) = layout_disks(layout, default_root(BootOptions()))
+    disk = tmp_path / "disk.img"  # written by both boots: a sparse copy of the cached disk
+    subprocess.run(["cp", "--sparse=always", str(cached), str(disk)], check=True)
+    opts = dict(initrd=default_build, echo=False, timeout=TIMEOUT, root_image=disk,
+                disks_writable=True, root_arg=layout.root_arg,
+                console_input=(("Please enter passphrase for disk", PASSPHRASE + "\n"),))
+    res = boot(BootOptions(expect="reboot: Power down", **opts))  # type: ignore[arg-type]
+    assert res.ok, res.reason + res.console[-3000:]
+    assert "PM: hibernation: hibernation entry" in res.console, res.console[-3000:]
+    assert "swapon" not in res.console.split(HIBERNATING)[-1].split("\n")[0]
+    # The passphrase again, then the kernel finds its image on the LV and comes back.
+    res = boot(BootOptions(expect=RESUMED, **opts))  # type: ignore[arg-type]
+    assert res.ok, res.reason + res.console[-3000:]
+    assert HIBERNATING not in res.console, res.console[-3000:]
     assert "PM: hibernation: hibernation exit" in res.console, res.console[-3000:]
