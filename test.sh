@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ./setup.sh --deps-only
+# The tests run the venv's programs too (rdforge itself, virt-fw-vars for Secure Boot keys).
+export PATH="$PWD/.venv/bin:$PATH"
 exec .venv/bin/python3 -m pytest -n 2 --dist loadgroup -p no:cacheprovider "$@"
