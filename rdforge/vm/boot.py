@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import functools
 import json
 import os
 import re
@@ -235,8 +236,8 @@ def qemu_command(opts: BootOptions, boot_args: list[str], root: Path | None, acc
     cmd += ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg,thread=multi"]
     if root is not None:
         cmd += disk_args(root, opts.disk_bus, opts.disks_writable)
+    snap = "" if opts.disks_writable else ",snapshot=on"
     for i, extra in enumerate(opts.disks, 1):
-        snap = "" if opts.disks_writable else ",snapshot=on"
         serial = opts.disk_serials[i - 1] if i <= len(opts.disk_serials) else f"disk{i}"
         cmd += ["-drive", f"file={extra},format=raw,if=none,id=disk{i}{snap}",
                 "-device", f"virtio-blk-pci,drive=disk{i},serial={serial}"]
@@ -253,8 +254,10 @@ def qemu_command(opts: BootOptions, boot_args: list[str], root: Path | None, acc
     return cmd + list(opts.extra_qemu)
 
 
+@functools.cache
 def busybox_deb(release: str = "trixie") -> Path:
-    """The release's busybox-static package (verified, from the cache): test roots run it."""
+    """The release's busybox-static package (verified, from the cache): test roots run it.
+    Looked up once per process: every layout boot asks for it (its roots' cache keys)."""
     from rdforge.config import Config
     from rdforge.sources.fetch import fetch_all
     from rdforge.sources.plan import load_universe
