@@ -163,8 +163,8 @@ while read -r unit _; do
             say "  $path is the LUKS volume of rd.luks.uuid/rd.luks.name=$u: $why"
         fi;;
     /dev/mapper/*-*|/dev/*/*)
-        if [[ $path == /dev/mapper/* ]]; then
-            n=${path#/dev/mapper/}; n=${n//--/$''}; vg=${n%%-*}; vg=${vg//$''/-}
+        if [[ $path == /dev/mapper/* ]]; then  # VG-LV, each with its dashes doubled
+            n=${path#/dev/mapper/}; n=${n//--/$'\x01'}; vg=${n%%-*}; vg=${vg//$'\x01'/-}
         else
             n=${path#/dev/}; vg=${n%%/*}
         fi
@@ -186,7 +186,12 @@ while read -r unit _; do
 done < <(systemctl list-units --all --type=device --state=inactive --no-legend --plain)
 if [[ -r /proc/mdstat ]]; then
     while read -r md _ state rest; do
-        [[ $md == md* && $state == inactive ]] && say "md RAID $md is inactive, assembled from: $rest"
+        [[ $md == md* && $state == inactive ]] || continue
+        member=${rest%%\[*}  # "vda[0](S) vdb[1](S)": the first member's superblock tells
+        declare -A mdi=()
+        while IFS='=' read -r k v; do mdi[$k]=$v; done < <(mdadm --examine --export "/dev/$member" 2>/dev/null)
+        what=${mdi[MD_LEVEL]:+ (${mdi[MD_LEVEL]} of ${mdi[MD_DEVICES]:-?} devices)}
+        say "md RAID $md is inactive$what: too few of its members appeared to start it; present: $rest"
     done < /proc/mdstat
 fi
 exit 0
@@ -217,6 +222,9 @@ def storage_stacks(tree: Tree) -> list[str]:
         done.append("lvm2: event-driven activation by 69-lvm.rules (lvm.conf: no monitoring)")
         if tree.get("usr/bin/systemd-run") is None:
             done.append("lvm2: systemd-run is missing, 69-lvm.rules cannot activate volume groups")
+        if tree.get("usr/sbin/thin_check") is None:
+            done.append("lvm2: thin and cache pools are activated unchecked (thin_check and "
+                        "cache_check, in thin-provisioning-tools, are not in the image)")
     if tree.get("usr/sbin/mdadm") is not None:
         if tree.get("etc/mdadm/mdadm.conf") is None:
             tree.add_file("etc/mdadm/mdadm.conf", MDADM_CONF.encode())

@@ -66,6 +66,10 @@ LAYOUTS: tuple[Layout, ...] = (
     Layout("lvm", ("lvm",), "root=/dev/mapper/vg0-root"),
     Layout("lvm-dash", ("lvmdash",), "root=/dev/mapper/vg--sys-lv--root",
            partitions=(("lvmdash", ONE_PART.format(LVM_TYPE)),)),
+    # A volume group grown onto a second disk: the root LV spans both physical volumes.
+    Layout("lvm-span", ("spana", "spanb"), "root=/dev/vgspan/root", size_mb=48),
+    # Root on a thin volume of an LVM thin pool (lvcreate --thin).
+    Layout("lvm-thin", ("lvmthin",), "root=/dev/mapper/vgthin-root"),
     # The Debian installer's "guided - use entire disk and set up encrypted LVM": ESP,
     # /boot, and a LUKS2 partition holding the VG with root and swap.
     Layout("luks-lvm", ("lukslvm",), f"rd.luks.uuid={LUKS2_UUID} root=/dev/mapper/debian--vg-root",
@@ -105,7 +109,7 @@ $bb mount -t devtmpfs dev /dev; $bb mount -t tmpfs run /run
 $bb mkdir -p /run/cryptsetup /run/lvm /run/mdadm /src /mnt
 fail() {{ echo "{FAILED}: $*"; $bb poweroff -f; }}
 step() {{ echo "factory: $*"; }}
-for m in virtio_blk dm_mod dm_crypt raid1 raid456 md_mod ext4 btrfs tpm_tis; do
+for m in virtio_blk dm_mod dm_crypt dm_thin_pool raid1 raid456 md_mod ext4 btrfs tpm_tis; do
     modprobe $m || fail "modprobe $m"
 done
 $bb sleep 1
@@ -142,6 +146,15 @@ lvm lvcreate -y -L 64M -n root vg0; put_root /dev/vg0/root; lvm vgchange -an vg0
 step lvm-dash
 lvm pvcreate -ff -y $(dev lvmdash)1; lvm vgcreate vg-sys $(dev lvmdash)1
 lvm lvcreate -y -L 64M -n lv-root vg-sys; put_root /dev/vg-sys/lv-root; lvm vgchange -an vg-sys
+
+step lvm-span
+lvm pvcreate -ff -y $(dev spana) $(dev spanb); lvm vgcreate vgspan $(dev spana) $(dev spanb)
+lvm lvcreate -y -L 64M -n root vgspan; put_root /dev/vgspan/root; lvm vgchange -an vgspan
+
+step lvm-thin
+lvm pvcreate -ff -y $(dev lvmthin); lvm vgcreate vgthin $(dev lvmthin)
+lvm lvcreate -y -L 96M -T vgthin/pool; lvm lvcreate -y -V 64M -T vgthin/pool -n root
+put_root /dev/vgthin/root; lvm vgchange -an vgthin
 
 step luks-lvm
 luks luks2 {LUKS2_UUID} $(dev lukslvm)3 luks-inst
@@ -201,7 +214,8 @@ echo "{DONE}"
 $bb poweroff -f
 """
 
-FACTORY_PACKAGES = ("cryptsetup-bin", "btrfs-progs", "busybox-static", "systemd-cryptsetup")
+FACTORY_PACKAGES = ("cryptsetup-bin", "btrfs-progs", "busybox-static", "systemd-cryptsetup",
+                    "thin-provisioning-tools")
 
 
 def _factory_initrd(dest: Path) -> Path:

@@ -49,6 +49,7 @@ ROOT_DEVICE = {
     "raid1": r"EXT4-fs \(md\d+\): mounted", "raid1-meta10": r"EXT4-fs \(md\d+\): mounted",
     "raid1-meta090": r"EXT4-fs \(md\d+\): mounted", "raid5": r"EXT4-fs \(md\d+\): mounted",
     "enc-raid-lvm": r"EXT4-fs \(dm-\d+\): mounted", "luks-tpm": r"EXT4-fs \(dm-\d+\): mounted",
+    "lvm-span": r"EXT4-fs \(dm-\d+\): mounted",
     "btrfs-subvol": r"BTRFS info \(device vda\)", "btrfs-raid1": r"BTRFS info \(device vd[ab]\)",
 }
 
@@ -160,6 +161,45 @@ def test_a_device_that_never_appears_is_named_before_the_emergency_shell(
                and "sysroot.mount" in x for x in said), said
     assert ("  LVM: no physical volume of volume group debian-vg was seen (physical volumes "
             "seen: /dev/vda in vg0)") in said, said
+
+
+def test_a_thin_root_boots_with_its_pool_activated_unchecked(default_build: Path) -> None:
+    """The thin-pool target is in the image, thin_check is not: lvm activates the pool
+    without the metadata check and says so (the journal, forwarded to the console here)."""
+    res = boot_layout(default_build, "lvm-thin", append="systemd.journald.forward_to_console=1")
+    assert res.ok, res.reason + res.console[-3000:]
+    assert re.search(ROOT_DEVICE["lvm"], res.console)
+    assert "Check is skipped, please install recommended missing binary /usr/sbin/thin_check" \
+        in res.console, res.console[-3000:]
+
+
+def emergency_lines(initrd: Path, name: str, members: int | None = None,
+                    wait: int = 15) -> list[str]:
+    """Boot a layout that cannot reach its root (systemd's device timeout shortened to
+    `wait` seconds); returns what rdforge said on the console before the emergency shell."""
+    res = boot_layout(initrd, name, members=members,
+                      append=f"systemd.default_device_timeout_sec={wait}",
+                      expect="the root account is locked", stop_on_fail=False)
+    assert res.ok, res.reason + res.console[-3000:]
+    return [x.split("rdforge: ", 1)[1] for x in res.console.splitlines() if "rdforge: " in x]
+
+
+def test_a_volume_group_lacking_a_physical_volume_is_named(default_build: Path) -> None:
+    """The root LV spans two disks and the second is not attached: LVM's event-driven
+    activation waits for a complete volume group, and the console says what it lacks."""
+    said = emergency_lines(default_build, "lvm-span", members=1)
+    assert any(x.startswith("device /dev/vgspan/root never appeared") for x in said), said
+    assert "  LVM: volume group vgspan lacks 1 of its 2 physical volumes" in said, said
+
+
+def test_a_raid5_with_too_few_members_is_named_inactive(default_build: Path) -> None:
+    """One of three RAID5 members: mdadm's last-resort start (after 30 s) cannot run it
+    either, so the array stays inactive, and the console names it and the member it has."""
+    said = emergency_lines(default_build, "raid5", members=1, wait=60)
+    assert any(x.startswith(f"device /dev/disk/by-uuid/{FS_UUID} never appeared") for x in said), said
+    line = next((x for x in said if " is inactive" in x), "")
+    assert re.match(r"md RAID md\d+ is inactive \(raid5 of 3 devices\): too few of its members "
+                    r"appeared to start it; present: vda\[0\]", line), said
 
 
 def test_a_crypttab_the_image_carries_opens_the_disk_without_rd_luks(

@@ -36,6 +36,14 @@ def test_lvm_without_systemd_run_is_reported() -> None:
     assert any("systemd-run is missing" in d for d in done)
 
 
+def test_unchecked_thin_pools_are_noted_only_without_thin_check() -> None:
+    lacking = storage.storage_stacks(tree_with("usr/sbin/lvm", "usr/bin/systemd-run"))
+    assert any("thin and cache pools are activated unchecked" in d for d in lacking)
+    having = storage.storage_stacks(tree_with("usr/sbin/lvm", "usr/bin/systemd-run",
+                                              "usr/sbin/thin_check"))
+    assert not any("thin" in d for d in having)
+
+
 def test_mdadm_assembles_every_array_as_local_and_reports_degraded_starts() -> None:
     t = tree_with("usr/sbin/mdadm")
     storage.storage_stacks(t)
@@ -101,3 +109,7 @@ def test_fido2_and_pkcs11_unlocking_libraries_come_when_asked_for(default_build:
     build(Config(output=str(img), lock=str(tmp_path / "tokens.lock"),
                  dlopen_features=["cryptsetup", "tpm", "fido2", "p11-kit"]))
     assert plugins | libs <= names(img)
+
+
+def test_the_missing_device_explainer_is_valid_bash() -> None:
+    assert subprocess.run(["bash", "-n"], input=storage.EXPLAIN_SCRIPT.encode()).returncode == 0
