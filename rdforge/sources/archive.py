@@ -8,9 +8,6 @@ import hashlib
 import lzma
 import pickle
 import re
-import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +16,7 @@ from rdforge.formats.deb822 import parse_stanzas
 from rdforge.fsutil import write_atomic
 from rdforge.sources.aptconf import DEFAULT_KEYRING, AptSource
 from rdforge.sources.cache import BlobCache, cache_root, fetch_bytes
+from rdforge.sources.openpgp import verify_clearsigned
 
 INDEX_FORMAT = 6  # bump when Package changes shape (or what its fields share)
 
@@ -73,25 +71,6 @@ def _parse_date(value: str | None) -> dt.datetime | None:
         return None
 
 
-def gpgv_verify(signed: bytes, keyring: Path, what: str) -> bytes:
-    """Check a clearsigned document with gpgv and return only the signed text."""
-    if not keyring.is_file():
-        raise SignatureError(f"{what}: keyring {keyring} does not exist")
-    gpgv = shutil.which("gpgv")
-    if not gpgv:
-        raise SignatureError(f"{what}: gpgv is not installed, cannot verify the signature")
-    with tempfile.TemporaryDirectory(prefix="rdforge-gpgv-") as tmp:
-        src = Path(tmp, "InRelease")
-        out = Path(tmp, "Release")
-        src.write_bytes(signed)
-        r = subprocess.run([gpgv, "--quiet", "--keyring", str(keyring), "--output", str(out),
-                            str(src)], capture_output=True, text=True)
-        if r.returncode != 0 or not out.exists():
-            msg = " ".join(line for line in r.stderr.splitlines()[-2:] if line).strip()
-            raise SignatureError(f"{what}: bad or missing signature ({msg or 'gpgv failed'})")
-        return out.read_bytes()
-
-
 def parse_release(text: str, suite: str) -> Release:
     st = next(parse_stanzas(text), {})
     rel = Release(suite=st.get("Suite", suite), codename=st.get("Codename", suite),
@@ -131,7 +110,7 @@ class Archive:
         else:
             signed = fetch_bytes(f"{src.uri}/dists/{suite}/InRelease")
         keyring = self.keyring or src.keyring or DEFAULT_KEYRING
-        text = gpgv_verify(signed, keyring, f"{what} InRelease").decode("utf-8", "replace")
+        text = verify_clearsigned(signed, keyring, f"{what} InRelease").decode("utf-8", "replace")
         rel = parse_release(text, suite)
         if rel.valid_until and rel.valid_until < self.now and not self.offline:
             raise SignatureError(f"{what}: InRelease expired on {rel.valid_until:%Y-%m-%d} "
