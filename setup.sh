@@ -18,7 +18,7 @@ APT_PACKAGES=(
   debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools faketime  # its .deb
   mmdebstrap                                     # trixie systems for the packaging tests
   softhsm2 libengine-pkcs11-openssl opensc       # a PKCS#11 token for signing tests
-  rpm rpm2cpio                                   # rpmbuild, rpmsign, rpmkeys: rpm reference tools
+  rpm rpm2cpio createrepo-c dnf                  # rpm, rpm-md and dnf reference tools
 )
 # ... and the one that reaches a software TPM (renamed for the 64-bit time_t transition)
 # shellcheck disable=SC1091

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from rpmtools import SigningKey, build_rpm, make_key, sign_rpm
 
 from rdforge.errors import FormatError, SignatureError
 from rdforge.formats.rpm import PAYLOADCOMPRESSOR, Rpm
@@ -55,39 +56,12 @@ COMPRESSIONS = {"zstd": "w19.zstdio", "xz": "w9.xzdio", "gzip": "w6.gzdio"}
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     top = tmp_path_factory.mktemp("rpmbuild")
-    (top / "t.spec").write_text(SPEC)
-    out = {}
-    for comp, payload in COMPRESSIONS.items():
-        d = top / comp
-        subprocess.run(["rpmbuild", "-bb", "--quiet", "--define", f"_topdir {d}",
-                        "--define", f"_binary_payload {payload}", "--define",
-                        "_build_id_links none", str(top / "t.spec")], check=True,
-                       capture_output=True)
-        (rpm,) = (d / "RPMS" / "x86_64").glob("*.rpm")
-        out[comp] = rpm
-    return out
+    return {comp: build_rpm(SPEC, top / comp, payload) for comp, payload in COMPRESSIONS.items()}
 
 
 @pytest.fixture(scope="module")
-def signer(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], Path]:
-    """A GnuPG home with a test key (the environment for rpmsign) and its public keyring."""
-    home = tmp_path_factory.mktemp("gnupg")
-    env = {**os.environ, "GNUPGHOME": str(home)}
-    subprocess.run(["gpg", "--batch", "--quiet", "--passphrase", "", "--quick-gen-key",
-                    "rdforge test <test@rdforge.invalid>", "rsa2048", "sign", "never"],
-                   check=True, capture_output=True, env=env)
-    keyring = home / "test.gpg"
-    keyring.write_bytes(subprocess.run(["gpg", "--export"], check=True, capture_output=True,
-                                       env=env).stdout)
-    return env, keyring
-
-
-def _sign(rpm: Path, dest: Path, env: dict[str, str]) -> Path:
-    shutil.copyfile(rpm, dest)
-    subprocess.run(["rpmsign", "--addsign", "--define", "_gpg_name rdforge test",
-                    "--define", f"__gpg {shutil.which('gpg')}", str(dest)], check=True,
-                   capture_output=True, env=env, stdin=subprocess.DEVNULL)
-    return dest
+def key(tmp_path_factory: pytest.TempPathFactory) -> SigningKey:
+    return make_key(tmp_path_factory.mktemp("gnupg"))
 
 
 QF = "[%{FILENAMES}\t%{FILEMODES}\t%{FILEUSERNAME}\t%{FILEGROUPNAME}\t%{FILELINKTOS}\t" \
@@ -135,34 +109,27 @@ def test_contents_match_rpm2cpio(built: dict[str, Path], comp: str, tmp_path: Pa
 
 
 def test_signed_header_verified_as_rpmkeys_does(built: dict[str, Path], tmp_path: Path,
-                                                 signer: tuple[dict[str, str], Path]) -> None:
-    env, keyring = signer
+                                                 key: SigningKey) -> None:
     assert Rpm.open(built["zstd"]).signature_packet() is None  # rpmbuild does not sign
-    signed = _sign(built["zstd"], tmp_path / "signed.rpm", env)
-    r = Rpm.open(signed)
+    signed = tmp_path / "signed.rpm"
+    shutil.copyfile(built["zstd"], signed)
+    r = Rpm.open(sign_rpm(signed, key))
     sig = r.signature_packet()
     assert sig is not None
-    verify_detached(sig, r.header.blob, keyring, "signed.rpm")
+    verify_detached(sig, r.header.blob, key.keyring, "signed.rpm")
     db = tmp_path / "db"
-    armored = subprocess.run(["gpg", "--armor", "--export"], check=True, capture_output=True,
-                             env=env).stdout
-    (tmp_path / "key.asc").write_bytes(armored)
-    subprocess.run(["rpmkeys", "--dbpath", str(db), "--import", str(tmp_path / "key.asc")],
-                   check=True)
+    subprocess.run(["rpmkeys", "--dbpath", str(db), "--import", str(key.armored)], check=True)
     out = subprocess.run(["rpmkeys", "--dbpath", str(db), "--checksig", "-v", str(signed)],
                          capture_output=True, text=True)
     assert out.returncode == 0 and "Signature, key ID" in out.stdout and "OK" in out.stdout
     # Another key: refused by both.
-    other_env = {**env, "GNUPGHOME": str(tmp_path / "other")}
-    (tmp_path / "other").mkdir(mode=0o700)
-    subprocess.run(["gpg", "--batch", "--quiet", "--passphrase", "", "--quick-gen-key",
-                    "someone else", "rsa2048", "sign", "never"], check=True,
-                   capture_output=True, env=other_env)
-    other = tmp_path / "other.gpg"
-    other.write_bytes(subprocess.run(["gpg", "--export"], check=True, capture_output=True,
-                                     env=other_env).stdout)
+    other = make_key(tmp_path / "other", "someone else")
     with pytest.raises(SignatureError, match="signed.rpm: bad or missing signature"):
-        verify_detached(sig, r.header.blob, other, "signed.rpm")
+        verify_detached(sig, r.header.blob, other.keyring, "signed.rpm")
+    db2 = tmp_path / "db2"
+    subprocess.run(["rpmkeys", "--dbpath", str(db2), "--import", str(other.armored)], check=True)
+    assert subprocess.run(["rpmkeys", "--dbpath", str(db2), "--checksig", str(signed)],
+                          capture_output=True).returncode != 0
 
 
 def _flip(data: bytes, at: int) -> bytes:
