@@ -18,6 +18,7 @@ from rdforge.errors import FormatError
 REPO = "{http://linux.duke.edu/metadata/repo}"
 COMMON = "{http://linux.duke.edu/metadata/common}"
 RPM = "{http://linux.duke.edu/metadata/rpm}"
+FILELISTS = "{http://linux.duke.edu/metadata/filelists}"
 DEP_KINDS = ("provides", "requires", "conflicts", "obsoletes", "recommends", "suggests",
              "supplements", "enhances")
 FLAGS = ("EQ", "LT", "LE", "GT", "GE")
@@ -157,4 +158,18 @@ def parse_primary(data: bytes, what: str = "primary.xml") -> list[RpmPackage]:
             source_rpm=(src.text or "") if src is not None else "",
             deps={k: d for k in DEP_KINDS if (d := _deps(fmt, k))},
             files=tuple((f.text or "") for f in fmt.iter(f"{COMMON}file"))))
+    return out
+
+
+def parse_filelists(data: bytes, what: str = "filelists.xml") -> dict[str, list[str]]:
+    """Every file path -> the names of the packages that hold it (filelists.xml lists all
+    files; primary.xml only those under /etc and the bin directories)."""
+    root = _parse(data, what)
+    if root.tag != f"{FILELISTS}filelists":
+        raise FormatError(f"{what}: not an rpm-md filelists.xml (root element {root.tag})")
+    out: dict[str, list[str]] = {}
+    for p in root.iter(f"{FILELISTS}package"):
+        name = p.get("name", "")
+        for f in p.iter(f"{FILELISTS}file"):
+            out.setdefault(f.text or "", []).append(name)
     return out

@@ -18,7 +18,13 @@ from pathlib import Path
 
 from rdforge.errors import FormatError, SignatureError, SourceError
 from rdforge.formats.rpm import Rpm
-from rdforge.formats.rpmmd import RepoFile, RpmPackage, parse_primary, parse_repomd
+from rdforge.formats.rpmmd import (
+    RepoFile,
+    RpmPackage,
+    parse_filelists,
+    parse_primary,
+    parse_repomd,
+)
 from rdforge.fsutil import write_atomic
 from rdforge.sources.cache import BlobCache, cache_root, fetch_bytes
 from rdforge.sources.openpgp import verify_detached
@@ -96,12 +102,22 @@ class RpmMdRepo:
             return hit
         return self.blobs.fetch(self.base + location, sha256, size)
 
+    def _metadata(self, kind: str) -> tuple[bytes, str]:
+        files = self.repomd()
+        if kind not in files:
+            raise FormatError(f"{self.base}repodata/repomd.xml: lists no {kind} metadata")
+        f = files[kind]
+        what = f"{self.base}{f.location}"
+        path = self._blob(f.location, f.sha256, f.size)
+        return decompress(path.read_bytes(), f.location, what), what
+
     def packages(self) -> list[RpmPackage]:
         """Every package primary.xml lists (verified through repomd.xml's signature)."""
-        primary = self.repomd()["primary"]
-        path = self._blob(primary.location, primary.sha256, primary.size)
-        what = f"{self.base}{primary.location}"
-        return parse_primary(decompress(path.read_bytes(), primary.location, what), what)
+        return parse_primary(*self._metadata("primary"))
+
+    def filelists(self) -> dict[str, list[str]]:
+        """Every file of every package (only read when a file dependency needs it)."""
+        return parse_filelists(*self._metadata("filelists"))
 
     def fetch(self, pkg: RpmPackage) -> Path:
         """The package file, its sha256 as primary says and its header signed by the key."""

@@ -12,7 +12,7 @@ import pytest
 from rpmtools import build_rpm, make_repo
 
 from rdforge.errors import FormatError
-from rdforge.formats.rpmmd import parse_primary, parse_repomd
+from rdforge.formats.rpmmd import parse_filelists, parse_primary, parse_repomd
 
 OPS = {"EQ": "=", "LT": "<", "LE": "<=", "GT": ">", "GE": ">="}
 
@@ -72,6 +72,10 @@ def test_packages_and_dependencies_as_dnf_reads_them(repo: Path, tmp_path: Path)
             ours = sorted({f"{d.name} {OPS[d.flags]} {d.evr}" if d.flags else d.name
                            for d in p.deps.get(kind, ())})
             assert ours == _dnf(repo, tmp_path, "repoquery", f"--{kind}", p.name), (p.name, kind)
+    owners = parse_filelists(lzma.decompress((repo / files["filelists"].location).read_bytes()))
+    for p in pkgs:
+        ours = sorted(f for f, names in owners.items() if p.name in names)
+        assert ours == _dnf(repo, tmp_path, "repoquery", "-l", p.name), p.name
     app = next(p for p in pkgs if p.name == "rdf-app")
     assert any(d.pre and d.name == "rdf-lib" for d in app.deps["requires"])
     assert "/usr/bin/rdf-app" in app.files
