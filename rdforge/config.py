@@ -29,6 +29,9 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
+    Setting("distribution", str, "debian", "the packaging world: debian (apt archives), or a "
+            "profile: fedora (an rpm-md repository: --mirror its base URL, --keyring its key), "
+            "or the path of a profile TOML file"),
     Setting("release", str, "trixie", "distribution release the image is built from"),
     Setting("arch", str, "amd64", "Debian architecture"),
     Setting("mirror", str, "", "archive URI (http:// or file://); default: the host's apt sources"),
@@ -84,6 +87,7 @@ SETTINGS: tuple[Setting, ...] = (
 
 @dataclass
 class Config:
+    distribution: str = "debian"
     release: str = "trixie"
     arch: str = "amd64"
     mirror: str = ""
@@ -209,23 +213,30 @@ def _nonempty(p: Path) -> bool:
 def load(path: Path | None, overrides: dict[str, Any] | None = None,
          layered: bool = True) -> Config:
     """Defaults, then the layered configuration files, then the TOML file's [build] table
-    (or top level), then CLI overrides."""
+    (or top level), then CLI overrides. A distribution profile's settings replace the
+    defaults that none of these set."""
     cfg = Config()
+    given: set[str] = set()
     for f in layered_files() if layered else []:
-        _apply_file(cfg, f)
+        given |= _apply_file(cfg, f)
     if path is not None:
-        _apply_file(cfg, path)
+        given |= _apply_file(cfg, path)
     for k, v in (overrides or {}).items():
         if v is None:
             continue
         setattr(cfg, k, _coerce(_BY_KEY[k], v, "command line"))
+        given.add(k)
+    prof = profile(cfg.distribution)
+    for k, v in prof.settings.items():
+        if k not in given:
+            setattr(cfg, k, v)
     if path is not None and not cfg.lock:
         cfg.lock = str(path.with_suffix(".lock"))
     validate(cfg)
     return cfg
 
 
-def _apply_file(cfg: Config, path: Path) -> None:
+def _apply_file(cfg: Config, path: Path) -> set[str]:
     try:
         data = tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
@@ -247,6 +258,47 @@ def _apply_file(cfg: Config, path: Path) -> None:
             raise ConfigError(f"{path}: unknown key {k!r}")
         value = _coerce(s, v, str(path))
         setattr(cfg, k, _relative_to(path.parent, value) if s.path else value)
+    return set(table)
+
+
+BACKENDS = ("apt", "rpm-md")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A distribution's packaging backend, kernel package and build defaults (TOML data in
+    rdforge/profiles/, or a file of the same form)."""
+
+    name: str
+    backend: str = "apt"
+    kernel_package: str = ""  # "" for apt: the newest linux-image of the release
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def profile(name: str) -> Profile:
+    if name == "debian":
+        return Profile("debian")
+    path = Path(name) if "/" in name or name.endswith(".toml") else \
+        Path(__file__).parent / "profiles" / f"{name}.toml"
+    if not path.is_file():
+        known = sorted(["debian"] + [p.stem for p in (Path(__file__).parent / "profiles").glob("*.toml")])
+        raise ConfigError(f"distribution {name!r}: no such profile ({', '.join(known)}, or a "
+                          "profile TOML file)")
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: not a readable profile ({e})") from None
+    backend, kernel = data.pop("backend", "apt"), data.pop("kernel_package", "")
+    table = data.pop("build", {})
+    if data or backend not in BACKENDS or not isinstance(table, dict) or not isinstance(kernel, str):
+        raise ConfigError(f"{path}: a profile has backend ({' or '.join(BACKENDS)}), "
+                          "kernel_package and a [build] table of settings, nothing else")
+    settings = {}
+    for k, v in table.items():
+        if k not in _BY_KEY or k == "distribution":
+            raise ConfigError(f"{path}: unknown key {k!r} in [build]")
+        settings[k] = _coerce(_BY_KEY[k], v, str(path))
+    return Profile(path.stem, backend, kernel, settings)
 
 
 # The newc cpio header stores a file's time in 8 hex digits: seconds since 1970 up to 2^32-1
@@ -254,6 +306,7 @@ def _apply_file(cfg: Config, path: Path) -> None:
 EPOCH_MAX = 2**32 - 1
 LEVELS = {"zstd": (1, 22), "xz": (0, 9), "gzip": (1, 9), "lz4": (1, 12)}
 PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+RPM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_+.-]*")
 
 
 def check_epoch(value: int, where: str) -> int:
@@ -280,12 +333,21 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{key} {getattr(cfg, key)} is out of range (1 to {1 << 20} MiB)")
     if cfg.source_date_epoch != -1:
         check_epoch(cfg.source_date_epoch, "source_date_epoch")
+    backend = profile(cfg.distribution).backend
+    names = PACKAGE_NAME if backend == "apt" else RPM_NAME
     for key in ("packages", "add_packages", "remove_packages", "firmware_packages"):
         for name in getattr(cfg, key):
-            if not PACKAGE_NAME.fullmatch(name):
+            if not names.fullmatch(name):
                 raise ConfigError(f"{key}: {name!r} is not a package name")
+    if backend != "apt" and (cfg.firmware_packages or cfg.microcode != "none"
+                             or cfg.installed_root or cfg.deb_dir):
+        raise ConfigError(f"distribution {cfg.distribution}: firmware_packages, microcode, "
+                          "installed_root and deb_dir serve apt sources only (so far)")
     if cfg.microcode not in ("none", "all", "host"):
         raise ConfigError(f"microcode {cfg.microcode!r} is not none, all or host")
+    if backend == "rpm-md" and not (cfg.mirror and cfg.keyring):
+        raise ConfigError(f"distribution {cfg.distribution}: give the rpm-md repository "
+                          "(--mirror URL, the directory holding repodata/) and its key (--keyring)")
     if cfg.modules not in ("generic", "host-only", "none"):
         raise ConfigError(f"modules profile {cfg.modules!r} is not generic, host-only or none")
 

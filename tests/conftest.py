@@ -39,6 +39,28 @@ def default_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d / "initrd.img"
 
 
+def rpm_config(out: Path, **kw: object) -> Config:
+    """The fedora profile's configuration for the test rpm distribution (tests/rpmdist.py)."""
+    from rpmdist import make_distribution
+
+    from rdforge.config import load
+
+    repo = make_distribution()
+    return load(None, {"distribution": "fedora", "mirror": f"file://{repo}",
+                       "keyring": str(repo / "key.gpg"), "output": str(out / "initrd.img"),
+                       "lock": str(out / "rdforge.lock"), **kw}, layered=False)
+
+
+@pytest.fixture(scope="session")
+def rpm_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fedora profile's default initrd, built from the test rpm distribution."""
+    from rdforge.outputs.initrd import build
+
+    d = tmp_path_factory.mktemp("rpm")
+    build(rpm_config(d))
+    return d / "initrd.img"
+
+
 @pytest.fixture(scope="session")
 def microcode_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default initrd with every vendor's early microcode before it (--microcode all)."""

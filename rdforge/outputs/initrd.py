@@ -10,10 +10,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rdforge.config import Config
+from rdforge.config import Config, profile
 from rdforge.errors import CheckError, ConfigError, KernelError, RdforgeError
 from rdforge.formats import compress, cpio
-from rdforge.formats.elf import is_elf, read_elf
 from rdforge.fsutil import discard, read_local_file, stage
 from rdforge.outputs import microcode
 from rdforge.progress import Progress
@@ -29,7 +28,10 @@ from rdforge.sources.plan import (
     package_for_soname,
     resolve_set,
 )
+from rdforge.sources.rpmmd import verify_package
+from rdforge.sources.rpmplan import RpmSource
 from rdforge.tree import check, fixups, kmods, storage
+from rdforge.tree.dlopen import KEEP_SONAMES, TPM_TCTI, dlopen_wants, follow_dlopen
 from rdforge.tree.host_storage import host_only
 from rdforge.tree.keymap import console_keymap
 from rdforge.tree.model import FILE, Entry, Tree
@@ -40,13 +42,9 @@ from rdforge.tree.unpack import (
     Record,
     deb_members,
     new_tree,
+    rpm_members,
     unpack_members,
 )
-
-# Loaded with dlopen() by name but declared in no .note.dlopen: glibc loads libgcc_s for
-# thread cancellation and unwinding; systemd's TPM2 code loads the device TCTI driver.
-KEEP_SONAMES = {"libgcc_s.so.1"}
-TPM_TCTI = {"libtss2-tcti-device.so.0"}
 
 
 @dataclass
@@ -60,26 +58,6 @@ class BuildResult:
     files: int
     manifest: dict[str, object] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def dlopen_wants(tree: Tree, features: list[str]) -> set[str]:
-    """Sonames that binaries declare in .note.dlopen and that the image should carry:
-    required and recommended ones, and suggested ones for the configured features."""
-    out: set[str] = set()
-    for _p, e in tree.files():
-        if not is_elf(e.data):
-            continue
-        for note in read_elf(e.data).dlopen:
-            prio = note.get("priority", "recommended")
-            if prio in ("required", "recommended") or note.get("feature") in features:
-                sonames = note.get("soname", [])
-                if isinstance(sonames, list) and sonames:
-                    out.add(str(sonames[0]))
-    return out
-
-
-def _has_soname(tree: Tree, soname: str) -> bool:
-    return any(tree.get(f"{d}/{soname}") is not None for d in fixups.LIBDIRS)
 
 
 class Builder:
@@ -102,8 +80,10 @@ class Builder:
         # decompressor's memory would then add to the unpacking's, and peak memory with it.)
         self._kernel_pool = ThreadPoolExecutor(max_workers=1)
         self._kernel_deb: Future[Path] | None = None
+        self.backend = profile(cfg.distribution).backend
         self.fetcher = Fetcher(cfg.offline, Path(cfg.deb_dir) if cfg.deb_dir else None,
-                               lambda: [s.uri for s in archive_sources(cfg)])
+                               (lambda: [cfg.mirror.rstrip("/")]) if self.backend == "rpm-md"
+                               else (lambda: [s.uri for s in archive_sources(cfg)]))
         self.installed: InstalledRoot | None = None
         if cfg.installed_root:
             if not cfg.locked:
@@ -136,8 +116,10 @@ class Builder:
         results = []
         for p, path in zip(pkgs, self.fetcher.all(pkgs), strict=True):
             record: list[Record] = []
-            added, newest = unpack_members(tree, deb_members(path, policy.max_file), p.name,
-                                           str(path), pruner, policy, record)
+            members = (rpm_members(verify_package(path, Path(self.cfg.keyring), f"{p.key} ({path})"),
+                                   policy.max_file) if p.format == "rpm"
+                       else deb_members(path, policy.max_file))
+            added, newest = unpack_members(tree, members, p.name, str(path), pruner, policy, record)
             self.trees[p.name] = {"newest": newest, "members": record}
             results.append((added, newest))
         return results
@@ -155,6 +137,9 @@ class Builder:
         if cfg.locked:
             lock = lock_path(cfg)
             lk = lockfile.read(lock)
+            if lk.backend != self.backend:
+                raise RdforgeError(f"{lock}: locked from {lk.backend} sources, not {self.backend} "
+                                   f"(distribution {cfg.distribution})")
             if lk.release != cfg.release or lk.arch != cfg.arch:
                 raise RdforgeError(f"{lock}: locked for {lk.release}/{lk.arch}, "
                                    f"not {cfg.release}/{cfg.arch}")
@@ -164,6 +149,8 @@ class Builder:
                 self.prefetch_kernel(lk.kernel)
             self.unpack(lk.packages)
             return lk.packages, lk.kernel, None
+        if self.backend == "rpm-md":
+            return self.rpm_packages()
         self.p.phase("index", "reading and verifying the archive's signed index")
         src = load_universe(microcode_index_config(cfg) if cfg.microcode != "none" else cfg)
         self.p.phase("resolve", " ".join(cfg.package_set))
@@ -174,18 +161,39 @@ class Builder:
             self.prefetch_kernel(kernel)
         self.p.phase("fetch+unpack", f"{len(pkgs)} packages")
         self.unpack(pkgs)
-        for _round in range(5):  # libraries loaded with dlopen(): follow their notes
-            missing = sorted(s for s in dlopen_wants(self.tree, cfg.dlopen_features)
-                             if not _has_soname(self.tree, s))
-            names = sorted({n for s in missing if (n := package_for_soname(src.universe, s))
-                            and n not in self.unpacked and n not in cfg.remove_packages})
-            if not names:
-                break
+        def add(names: list[str]) -> None:
             self.p.info(f"dlopen() libraries: adding {', '.join(names)}")
-            pkgs = resolve_set(src.universe, cfg, sorted(set(cfg.package_set) | set(names)
-                                                         | set(self.unpacked)))
-            self.unpack(pkgs)
+            self.unpack(resolve_set(src.universe, cfg, sorted(set(cfg.package_set) | set(names)
+                                                              | set(self.unpacked))))
+
+        follow_dlopen(self.tree, cfg.dlopen_features, lambda s: package_for_soname(src.universe, s),
+                      lambda n: n in self.unpacked or n in cfg.remove_packages, add)
         return sorted(self.unpacked.values(), key=lambda p: p.name), kernel, src
+
+    def rpm_packages(self) -> tuple[list[Package], Package | None, None]:
+        """packages() from an rpm-md repository: resolved with rpm's rules, the profile's
+        kernel package, dlopen() libraries by their soname Provides."""
+        cfg = self.cfg
+        self.p.phase("index", f"reading and verifying {cfg.mirror.rstrip('/')}/repodata/repomd.xml")
+        src = RpmSource(cfg)
+        self.p.phase("resolve", " ".join(cfg.package_set))
+        pkgs = src.resolve(cfg.package_set)
+        kernel = None
+        if not cfg.modules_dir and cfg.modules != "none":
+            kernel = src.kernel()
+            self.prefetch_kernel(kernel)
+        self.p.phase("fetch+unpack", f"{len(pkgs)} packages")
+        self.unpack(pkgs)
+        def add(names: list[str]) -> None:
+            self.p.info(f"dlopen() libraries: adding {', '.join(names)}")
+            self.unpack(src.resolve(sorted(set(cfg.package_set) | set(names) | set(self.unpacked))))
+
+        # rpm's soname dependencies name only what is linked: what is loaded at run time
+        # (the TPM's device driver, libgcc_s for thread cancellation) is asked for too.
+        follow_dlopen(self.tree, cfg.dlopen_features, src.package_for_soname,
+                      lambda n: n in self.unpacked or n in cfg.remove_packages, add,
+                      also_unlinked=True)
+        return sorted(self.unpacked.values(), key=lambda p: p.name), kernel, None
 
     def kernel(self, kernel: Package | None) -> tuple[str, list[kmods.Module]]:
         cfg = self.cfg
@@ -236,7 +244,7 @@ class Builder:
         return kidx.kver, mods
 
     def firmware_packages(self, src: PackageSource | None) -> list[Package]:
-        if not self.cfg.firmware_packages:
+        if not self.cfg.firmware_packages or self.backend != "apt":
             return []
         if src is None:  # --locked: the lock pins them
             assert self.lock is not None
@@ -246,7 +254,7 @@ class Builder:
         return [self._candidate(src, name, "firmware package") for name in self.cfg.firmware_packages]
 
     def microcode_packages(self, src: PackageSource | None) -> list[Package]:
-        if self.cfg.microcode == "none":
+        if self.cfg.microcode == "none" or self.backend != "apt":
             return []
         vendors = sorted(microcode.PACKAGES) if self.cfg.microcode == "all" else \
             [microcode.host_cpu().vendor]
@@ -430,7 +438,7 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
                             (json.dumps(manifest, indent=1) + "\n").encode())]
     if not cfg.locked:  # a locked build reads its lock and never writes it
         lock_bytes = lockfile.Lock(cfg.release, cfg.arch, pkgs, kernel, b.firmware_used,
-                                   microcode_pkgs, b.trees).to_json().encode()
+                                   microcode_pkgs, b.trees, b.backend).to_json().encode()
         if _read_or_none(lock_path(cfg)) != lock_bytes:
             files.append((lock_path(cfg), lock_bytes))
     commit_together(files)

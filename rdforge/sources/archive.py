@@ -18,7 +18,7 @@ from rdforge.sources.aptconf import DEFAULT_KEYRING, AptSource
 from rdforge.sources.cache import BlobCache, cache_root, fetch_bytes
 from rdforge.sources.openpgp import verify_clearsigned
 
-INDEX_FORMAT = 6  # bump when Package changes shape (or what its fields share)
+INDEX_FORMAT = 7  # bump when Package changes shape (or what its fields share)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,7 @@ class Package:
     priority: str = "optional"
     base: str = ""  # archive base URI the record came from ("" for a lock's or a local one)
     local: str = ""  # the local .deb file the record was read from (never written to a lock)
+    format: str = ""  # "" for a .deb, "rpm" for an rpm-md package (version: its EVR)
 
     @property
     def url(self) -> str:

@@ -28,6 +28,7 @@ class Lock:
     # per package: {"newest": time, "members": [...]}, what the image takes from it (for
     # builds from installed packages, which dpkg keeps no modes or links of)
     trees: dict[str, dict[str, object]] = field(default_factory=dict)
+    backend: str = "apt"  # or "rpm-md" (config.BACKENDS)
 
     def to_json(self) -> str:
         def rec(p: Package) -> dict[str, object]:
@@ -38,9 +39,12 @@ class Lock:
                     "size": d.pop("size"), "path": d.pop("filename"),
                     **{k: v for k, v in d.items() if v not in ("", False)}}
 
-        data = {"lock-version": LOCK_VERSION, "release": self.release, "arch": self.arch,
-                "kernel": rec(self.kernel) if self.kernel else None,
-                "packages": [rec(p) for p in self.packages]}
+        data: dict[str, object] = {"lock-version": LOCK_VERSION}
+        if self.backend != "apt":
+            data["backend"] = self.backend
+        data |= {"release": self.release, "arch": self.arch,
+                 "kernel": rec(self.kernel) if self.kernel else None,
+                 "packages": [rec(p) for p in self.packages]}
         if self.firmware:
             data["firmware"] = [rec(p) for p in self.firmware]
         if self.microcode:
@@ -69,7 +73,8 @@ def _pkg(d: dict[str, object], where: str) -> Package:
                        depends=str(d.get("depends", "")), pre_depends=str(d.get("pre_depends", "")),
                        provides=str(d.get("provides", "")), multi_arch=str(d.get("multi_arch", "")),
                        source=str(d.get("source", "")), essential=bool(d.get("essential", False)),
-                       priority=str(d.get("priority", "optional")))
+                       priority=str(d.get("priority", "optional")),
+                       format=str(d.get("format", "")))
     except (KeyError, ValueError) as e:
         raise LockError(f"{where}: malformed package entry ({e})") from None
 
@@ -98,7 +103,8 @@ def read(path: Path) -> Lock:
         raise LockError(f"{path}: trees must be a table")
     return Lock(str(data.get("release", "")), str(data.get("arch", "")), pkgs("packages"),
                 _pkg(kernel, str(path)) if kernel else None, pkgs("firmware"), pkgs("microcode"),
-                {str(k): v for k, v in trees.items() if isinstance(v, dict)})
+                {str(k): v for k, v in trees.items() if isinstance(v, dict)},
+                str(data.get("backend", "apt")))
 
 
 def write(path: Path, lock: Lock) -> None:

@@ -12,8 +12,9 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,8 +207,22 @@ def _parse_module(path: str, data: bytes) -> Module:
     return m
 
 
+def _package_members(path: Path) -> Iterator[tuple[tarfile.TarInfo, bytes | None]]:
+    """A kernel package's files: a .deb's data.tar, or an .rpm's (checked) payload."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == b"\xed\xab\xee\xdb":  # an rpm lead
+        from rdforge.tree.unpack import rpm_members
+
+        yield from rpm_members(path, 1 << 30)
+        return
+    with DebFile(path) as d:
+        yield from d.data()
+
+
 def index_kernel_deb(deb: Path, sha256: str) -> KernelIndex:
-    """Extract vmlinuz and the module tree of a linux-image package into the cache, once."""
+    """Extract vmlinuz and the module tree of a kernel package into the cache, once: Debian's
+    linux-image (/boot/vmlinuz-KVER) or Fedora's kernel-core (/usr/lib/modules/KVER/vmlinuz)."""
     root = cache_root() / "kernels" / sha256
     idx = root / f"index.v{INDEX_VERSION}.json"
     if idx.exists():
@@ -233,29 +248,31 @@ def index_kernel_deb(deb: Path, sha256: str) -> KernelIndex:
             modules[mod.name] = mod
 
     try:
-        with DebFile(deb) as d:
-            for ti, content in d.data():
-                name = ti.name.lstrip("./")
-                m = re.match(r"^(?:usr/)?lib/modules/([^/]+)/(.+)$", name)
-                if name.startswith("boot/vmlinuz-") and content is not None:
-                    (tmp / "vmlinuz").write_bytes(content)
-                    digests["vmlinuz"] = hashlib.sha256(content).hexdigest()
-                    kver = name[len("boot/vmlinuz-"):]
-                elif m and content is not None:
-                    kver = kver or m.group(1)
-                    rel = m.group(2)
-                    dest = tmp / "modules" / rel
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    dest.write_bytes(content)
-                    digests[f"modules/{rel}"] = hashlib.sha256(content).hexdigest()
-                    if re.search(r"\.ko(\.\w+)?$", rel):
-                        pending.append(pool.submit(_parse_module, rel, content))
-                        collect(16)
-                    elif rel == "modules.builtin":
-                        builtin = {modname(x) for x in content.decode().split()}
+        for ti, content in _package_members(deb):
+            name = ti.name.lstrip("./")
+            m = re.match(r"^(?:usr/)?lib/modules/([^/]+)/(.+)$", name)
+            if m and m.group(2) == "vmlinuz" and content is not None:
+                name = f"boot/vmlinuz-{m.group(1)}"
+            if name.startswith("boot/vmlinuz-") and content is not None:
+                (tmp / "vmlinuz").write_bytes(content)
+                digests["vmlinuz"] = hashlib.sha256(content).hexdigest()
+                kver = name[len("boot/vmlinuz-"):]
+            elif m and content is not None:
+                kver = kver or m.group(1)
+                rel = m.group(2)
+                dest = tmp / "modules" / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(content)
+                digests[f"modules/{rel}"] = hashlib.sha256(content).hexdigest()
+                if re.search(r"\.ko(\.\w+)?$", rel):
+                    pending.append(pool.submit(_parse_module, rel, content))
+                    collect(16)
+                elif rel == "modules.builtin":
+                    builtin = {modname(x) for x in content.decode().split()}
         collect(0)
         if not kver or not (tmp / "vmlinuz").exists():
-            raise KernelError(f"{deb}: no boot/vmlinuz-* in this kernel package")
+            raise KernelError(f"{deb}: no kernel image (boot/vmlinuz-* or usr/lib/modules/*/vmlinuz) "
+                              "in this kernel package")
         data = {"kver": kver, "builtin": sorted(builtin), "digests": digests,
                 "modules": {k: vars(v) for k, v in sorted(modules.items())}}
         (tmp / idx.name).write_text(json.dumps(data))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rdforge.errors import ContentError
 from rdforge.formats.deb import DebFile
+from rdforge.formats.rpm import Rpm
 from rdforge.tree.model import DIR, FILE, SYMLINK, Entry, Tree, check_member_name
 from rdforge.tree.prune import Pruner
 
@@ -76,16 +77,16 @@ def deb_members(deb: Path, max_file: int) -> list[tuple[tarfile.TarInfo, bytes |
     return out
 
 
-def rpm_members(rpm: Path, max_file: int) -> list[tuple[tarfile.TarInfo, bytes | None]]:
+def rpm_members(rpm: Path | Rpm, max_file: int) -> list[tuple[tarfile.TarInfo, bytes | None]]:
     """An .rpm's files as the members unpack_members takes: modes, owners, link targets and
     times from the header, content from the payload, each file checked against the header's
     digest (formats.rpm). %ghost files are not in the package. rpm names owners; root stays
     0, anyone else is shown as 65534 where the content policy maps owners to root."""
     import stat
 
-    from rdforge.formats.rpm import FILEMTIMES, Rpm
+    from rdforge.formats.rpm import FILEMTIMES
 
-    r = Rpm.open(rpm)
+    r = rpm if isinstance(rpm, Rpm) else Rpm.open(rpm)
     mtimes = r.header.numbers(FILEMTIMES)
     out: list[tuple[tarfile.TarInfo, bytes | None]] = []
     for i, f in enumerate(r.files(max_file)):
