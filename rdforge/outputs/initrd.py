@@ -18,18 +18,10 @@ from rdforge.outputs import microcode
 from rdforge.progress import Progress
 from rdforge.sources import lock as lockfile
 from rdforge.sources.archive import Package
+from rdforge.sources.backend import Backend, checked_package, open_backend
 from rdforge.sources.fetch import Fetcher
 from rdforge.sources.installed import InstalledRoot
-from rdforge.sources.plan import (
-    PackageSource,
-    archive_sources,
-    kernel_package,
-    load_universe,
-    package_for_soname,
-    resolve_set,
-)
-from rdforge.sources.rpmmd import verify_package
-from rdforge.sources.rpmplan import RpmSource
+from rdforge.sources.plan import archive_sources
 from rdforge.tree import check, fixups, kmods, storage
 from rdforge.tree.dlopen import KEEP_SONAMES, TPM_TCTI, dlopen_wants, follow_dlopen
 from rdforge.tree.host_storage import host_only
@@ -40,9 +32,8 @@ from rdforge.tree.unpack import (
     ContentPolicy,
     MiB,
     Record,
-    deb_members,
     new_tree,
-    rpm_members,
+    package_members,
     unpack_members,
 )
 
@@ -116,9 +107,7 @@ class Builder:
         results = []
         for p, path in zip(pkgs, self.fetcher.all(pkgs), strict=True):
             record: list[Record] = []
-            members = (rpm_members(verify_package(path, Path(self.cfg.keyring), f"{p.key} ({path})"),
-                                   policy.max_file) if p.format == "rpm"
-                       else deb_members(path, policy.max_file))
+            members = package_members(checked_package(p, path, self.cfg), policy.max_file)
             added, newest = unpack_members(tree, members, p.name, str(path), pruner, policy, record)
             self.trees[p.name] = {"newest": newest, "members": record}
             results.append((added, newest))
@@ -132,7 +121,7 @@ class Builder:
             self.newest = max(self.newest, newest)
             self.unpacked[p.name] = p
 
-    def packages(self) -> tuple[list[Package], Package | None, PackageSource | None]:
+    def packages(self) -> tuple[list[Package], Package | None, Backend | None]:
         cfg = self.cfg
         if cfg.locked:
             lock = lock_path(cfg)
@@ -149,33 +138,9 @@ class Builder:
                 self.prefetch_kernel(lk.kernel)
             self.unpack(lk.packages)
             return lk.packages, lk.kernel, None
-        if self.backend == "rpm-md":
-            return self.rpm_packages()
-        self.p.phase("index", "reading and verifying the archive's signed index")
-        src = load_universe(microcode_index_config(cfg) if cfg.microcode != "none" else cfg)
-        self.p.phase("resolve", " ".join(cfg.package_set))
-        pkgs = resolve_set(src.universe, cfg, cfg.package_set)
-        kernel = None
-        if not cfg.modules_dir and cfg.modules != "none":
-            kernel = kernel_package(src.universe, cfg)
-            self.prefetch_kernel(kernel)
-        self.p.phase("fetch+unpack", f"{len(pkgs)} packages")
-        self.unpack(pkgs)
-        def add(names: list[str]) -> None:
-            self.p.info(f"dlopen() libraries: adding {', '.join(names)}")
-            self.unpack(resolve_set(src.universe, cfg, sorted(set(cfg.package_set) | set(names)
-                                                              | set(self.unpacked))))
-
-        follow_dlopen(self.tree, cfg.dlopen_features, lambda s: package_for_soname(src.universe, s),
-                      lambda n: n in self.unpacked or n in cfg.remove_packages, add)
-        return sorted(self.unpacked.values(), key=lambda p: p.name), kernel, src
-
-    def rpm_packages(self) -> tuple[list[Package], Package | None, None]:
-        """packages() from an rpm-md repository: resolved with rpm's rules, the profile's
-        kernel package, dlopen() libraries by their soname Provides."""
-        cfg = self.cfg
-        self.p.phase("index", f"reading and verifying {cfg.mirror.rstrip('/')}/repodata/repomd.xml")
-        src = RpmSource(cfg)
+        self.p.phase("index", "reading and verifying the signed index"
+                     + (f" ({cfg.mirror})" if cfg.mirror else ""))
+        src = open_backend(microcode_index_config(cfg) if cfg.microcode != "none" else cfg)
         self.p.phase("resolve", " ".join(cfg.package_set))
         pkgs = src.resolve(cfg.package_set)
         kernel = None
@@ -184,16 +149,15 @@ class Builder:
             self.prefetch_kernel(kernel)
         self.p.phase("fetch+unpack", f"{len(pkgs)} packages")
         self.unpack(pkgs)
+
         def add(names: list[str]) -> None:
             self.p.info(f"dlopen() libraries: adding {', '.join(names)}")
             self.unpack(src.resolve(sorted(set(cfg.package_set) | set(names) | set(self.unpacked))))
 
-        # rpm's soname dependencies name only what is linked: what is loaded at run time
-        # (the TPM's device driver, libgcc_s for thread cancellation) is asked for too.
         follow_dlopen(self.tree, cfg.dlopen_features, src.package_for_soname,
                       lambda n: n in self.unpacked or n in cfg.remove_packages, add,
-                      also_unlinked=True)
-        return sorted(self.unpacked.values(), key=lambda p: p.name), kernel, None
+                      also_unlinked=src.links_only)
+        return sorted(self.unpacked.values(), key=lambda p: p.name), kernel, src
 
     def kernel(self, kernel: Package | None) -> tuple[str, list[kmods.Module]]:
         cfg = self.cfg
@@ -210,7 +174,7 @@ class Builder:
             kidx = kmods.index_module_dir(Path(cfg.modules_dir))
         else:
             assert kernel is not None
-            if cfg.kernel_version and not kernel.name.endswith(cfg.kernel_version):
+            if cfg.kernel_version and kernel.format != "rpm" and not kernel.name.endswith(cfg.kernel_version):
                 raise KernelError(f"the lock pins {kernel.name}, not kernel {cfg.kernel_version}")
             self.p.phase("kernel", f"{kernel.name} {kernel.version}")
             self.prefetch_kernel(kernel)
@@ -243,7 +207,7 @@ class Builder:
             kmods.install(self.tree, kidx, mods, plain)
         return kidx.kver, mods
 
-    def firmware_packages(self, src: PackageSource | None) -> list[Package]:
+    def firmware_packages(self, src: Backend | None) -> list[Package]:
         if not self.cfg.firmware_packages or self.backend != "apt":
             return []
         if src is None:  # --locked: the lock pins them
@@ -253,7 +217,7 @@ class Builder:
             return self._pinned(pinned, self.cfg.firmware_packages, "firmware")
         return [self._candidate(src, name, "firmware package") for name in self.cfg.firmware_packages]
 
-    def microcode_packages(self, src: PackageSource | None) -> list[Package]:
+    def microcode_packages(self, src: Backend | None) -> list[Package]:
         if self.cfg.microcode == "none" or self.backend != "apt":
             return []
         vendors = sorted(microcode.PACKAGES) if self.cfg.microcode == "all" else \
@@ -276,8 +240,8 @@ class Builder:
         return [by_name[n] for n in names]
 
     @staticmethod
-    def _candidate(src: PackageSource, name: str, what: str) -> Package:
-        pkg = src.universe.candidates.get(name)
+    def _candidate(src: Backend, name: str, what: str) -> Package:
+        pkg = src.candidate(name)
         if pkg is None:
             raise RdforgeError(f"{what} {name!r} is not in the archive (is the "
                                "non-free-firmware component in --components?)")

@@ -172,8 +172,8 @@ def build_microcode(cfg: Config, host: bool, installed: Path | None) -> tuple[by
 
         b.lock = lockfile.read(lock_path(cfg))
     else:
-        from rdforge.sources.plan import load_universe
+        from rdforge.sources.plan import AptBackend
 
-        src = load_universe(microcode_index_config(cfg))
+        src = AptBackend(microcode_index_config(cfg))
     return b.early_microcode(b.microcode_packages(src), None)
 

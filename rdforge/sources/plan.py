@@ -62,6 +62,28 @@ def load_universe(cfg: Config) -> PackageSource:
     return PackageSource(Universe(arch.packages(), cfg.arch), arch)
 
 
+class AptBackend:
+    """The apt backend (sources/backend.py): Debian's archive or a directory of .debs."""
+
+    links_only = False  # Depends name what a package loads, linked or not
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.source = load_universe(cfg)
+
+    def resolve(self, names: list[str]) -> list[Package]:
+        return resolve_set(self.source.universe, self.cfg, names)
+
+    def kernel(self) -> Package:
+        return kernel_package(self.source.universe, self.cfg)
+
+    def package_for_soname(self, soname: str) -> str | None:
+        return package_for_soname(self.source.universe, soname)
+
+    def candidate(self, name: str) -> Package | None:
+        return self.source.universe.candidates.get(name)
+
+
 def resolve_set(u: Universe, cfg: Config, names: list[str]) -> list[Package]:
     return resolve(u, names, exclude=tuple(cfg.remove_packages), prefer=tuple(cfg.prefer)).packages
 

@@ -27,7 +27,10 @@ def record(p: RpmPackage, base: str) -> Package:
 
 
 class RpmSource:
-    """The repository's packages, indexed for resolution."""
+    """The rpm-md backend (sources/backend.py): the repository's packages, indexed for
+    resolution."""
+
+    links_only = True  # rpm's generated Requires name linked libraries only
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -52,3 +55,7 @@ class RpmSource:
         """The package providing a 64-bit soname, as rpm's generator names it."""
         options = self.universe.providers(f"{soname}()(64bit)")
         return sorted(options, key=lambda p: (len(p.name), p.name))[0].name if options else None
+
+    def candidate(self, name: str) -> Package | None:
+        p = self.universe.candidates.get(name)
+        return record(p, self.repo.base) if p is not None else None

@@ -112,6 +112,13 @@ def rpm_members(rpm: Path | Rpm, max_file: int) -> list[tuple[tarfile.TarInfo, b
     return out
 
 
+def package_members(package: Path | Rpm, max_file: int) -> list[tuple[tarfile.TarInfo, bytes | None]]:
+    """The members of a package file: an opened (and checked) .rpm, or a .deb."""
+    if isinstance(package, Rpm):
+        return rpm_members(package, max_file)
+    return deb_members(package, max_file)
+
+
 MiB = 1 << 20
 
 
