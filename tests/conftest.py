@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,15 @@ def trixie_packages() -> list:  # type: ignore[type-arg]
     src = load_universe(Config())
     assert src.archive is not None
     return src.archive.packages()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_gpg_agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """gpg (for the test keys) and dnf (for a repository's key) start a gpg-agent per
+    home directory, which outlives the test: stopped when the session ends."""
+    yield
+    base = tmp_path_factory.getbasetemp()
+    subprocess.run(["pkill", "-f", f"gpg-agent --homedir {base}"], capture_output=True)
 
 
 @pytest.fixture(scope="session")

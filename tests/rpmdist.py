@@ -208,6 +208,8 @@ def make_distribution() -> Path:
                 for rpm in ex.map(lambda j: build_one(j[1], j[0], j[2], work, key), jobs):
                     os.replace(rpm, repo / "Packages" / rpm.name)
             make_repo(repo, key)
+            subprocess.run(["gpgconf", "--homedir", str(key_home), "--kill", "gpg-agent"],
+                           capture_output=True)  # the signing is done: no agent left behind
             for f in ("key.gpg", "key.asc"):
                 shutil.copyfile(key_home / f, repo / f)
             os.replace(repo, out)
