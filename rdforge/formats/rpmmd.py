@@ -77,6 +77,8 @@ def _parse(data: bytes, what: str) -> ET.Element:
         return ET.fromstring(data)
     except ET.ParseError as e:
         raise FormatError(f"{what}: not well-formed XML ({e})") from None
+    except LookupError as e:  # the XML declaration names an encoding Python does not know
+        raise FormatError(f"{what}: {e}") from None
 
 
 def _int(text: str | None, what: str) -> int:

@@ -281,6 +281,72 @@ def _initrd_seeds() -> list[bytes]:
     return [compress.compress_stream(raw, "zstd"), raw + compress.compress_stream(raw, "xz")]
 
 
+RPM_SEED = Path(__file__).parent.parent / "data/rdf-fuzz-1.0-1.noarch.rpm"  # made by rpmbuild
+
+
+def t_rpm(data: bytes) -> None:
+    from rdforge.formats.rpm import Rpm
+
+    r = Rpm(data, "fuzz")
+    r.name, r.evr, r.signature_packet()
+    list(r.files())
+
+
+def t_rpm_header(data: bytes) -> None:
+    """The header parser past the digests (which catch a mutation of a whole package)."""
+    from rdforge.formats import rpm
+
+    h, _ = rpm.read_header(data, 0, "fuzz")
+    r = object.__new__(rpm.Rpm)
+    r.what, r.header, r.signature, r.payload = "fuzz", h, h, b""
+    r.paths()
+    for tag in (rpm.NAME, rpm.FILEMODES, rpm.FILEUSERNAME, rpm.PAYLOADCOMPRESSOR, rpm.FILEDIGESTS):
+        h.tags.get(tag)
+    h.texts(rpm.BASENAMES), h.numbers(rpm.DIRINDEXES), h.binary(rpm.SIG_RSA)
+
+
+def _rpm_header_seed() -> list[bytes]:
+    from rdforge.formats.rpm import Rpm
+
+    r = Rpm(RPM_SEED.read_bytes(), "seed")
+    return [r.header.blob, r.signature.blob]
+
+
+def t_repomd(data: bytes) -> None:
+    from rdforge.formats import rpmmd
+
+    rpmmd.parse_repomd(data)
+
+
+def t_primary(data: bytes) -> None:
+    from rdforge.formats import rpmmd
+
+    for p in rpmmd.parse_primary(data):
+        [d.evr for ds in p.deps.values() for d in ds]
+
+
+def t_richdep(data: bytes) -> None:
+    from rdforge.sources import richdep, rpmversion
+
+    text = data.decode("utf-8", "replace")
+    richdep.parse(text)
+    rpmversion.compare(rpmversion.EVR.parse(text), rpmversion.EVR.parse(text[::-1] or "0"))
+
+
+REPOMD_SEED = b"""<?xml version="1.0" encoding="UTF-8"?>
+<repomd xmlns="http://linux.duke.edu/metadata/repo"><revision>1</revision>
+<data type="primary"><checksum type="sha256">80e5a7598cae</checksum>
+<location href="repodata/80e5-primary.xml.zst"/><size>684</size></data></repomd>"""
+PRIMARY_SEED = b"""<?xml version="1.0" encoding="UTF-8"?>
+<metadata xmlns="http://linux.duke.edu/metadata/common" xmlns:rpm="http://linux.duke.edu/metadata/rpm" packages="1">
+<package type="rpm"><name>a</name><arch>x86_64</arch><version epoch="2" ver="1.2~rc1" rel="3"/>
+<checksum type="sha256" pkgid="YES">21e2</checksum><size package="7161"/>
+<location href="Packages/a.rpm"/><format><rpm:sourcerpm>a.src.rpm</rpm:sourcerpm>
+<rpm:provides><rpm:entry name="a" flags="EQ" epoch="2" ver="1.2~rc1" rel="3"/></rpm:provides>
+<rpm:requires><rpm:entry name="(b or c)"/><rpm:entry name="d" flags="GE" ver="1" pre="1"/></rpm:requires>
+<file>/usr/bin/a</file></format></package></metadata>"""
+
+
 def targets() -> dict[str, tuple[Callable[[bytes], object], Callable[[], list[bytes]]]]:
     return {
         "cpio": (t_cpio, lambda: [_cpio_seed()]),
@@ -296,6 +362,11 @@ def targets() -> dict[str, tuple[Callable[[bytes], object], Callable[[], list[by
             (Path(__file__).parent.parent / "data/swtpm-srk.tpm2b_public").read_bytes()]),
         "pe": (t_pe, lambda: [_pe_seed()]),
         "inspect": (t_inspect, _initrd_seeds),
+        "rpm": (t_rpm, lambda: [RPM_SEED.read_bytes()]),
+        "rpm-header": (t_rpm_header, _rpm_header_seed),
+        "repomd": (t_repomd, lambda: [REPOMD_SEED]),
+        "primary": (t_primary, lambda: [PRIMARY_SEED]),
+        "richdep": (t_richdep, lambda: [b"(a >= 1.0 or (b if c else d))", b"1:2.3~rc1^git5-4.fc41"]),
     }
 
 

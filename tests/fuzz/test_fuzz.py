@@ -2,7 +2,8 @@
 over 5 s. The seeds are fixed: seed 1 at these counts is the run that found the crashes fixed
 with this harness (an ELF section offset past the end, a credential IV of 1-7 bytes, lz4 and
 gzip errors, a .deb whose control.tar is damaged, a Packages record without Version or with
-a bad Size, a symlink target that is not UTF-8), so it is their regression test too."""
+a bad Size, a symlink target that is not UTF-8; later, rpm-md metadata whose XML declaration
+names an unknown encoding), so it is their regression test too."""
 
 from __future__ import annotations
 
