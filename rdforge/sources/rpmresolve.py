@@ -11,10 +11,12 @@ for an empty root, made deterministic and explainable).
 - Rich dependencies: and, or, if/else, unless/else, with, without.
 - Requires(pre/post) count like plain Requires, as for dnf; rpmlib() ones are rpm's own.
 - Weak dependencies (Recommends, Supplements) are ignored unless asked for.
-- Among several providers of a dependency: one already chosen; else the package named as
-  the dependency; else one the configuration prefers; else one not obsoleted by another
-  candidate; else the shortest name, then the alphabetically first (libsolv's policy falls
-  back to similar rules; differences from dnf are listed by the comparison test).
+- Dependencies only one package satisfies are taken first, those with a choice after, so
+  that a package another dependency forces is the one chosen. Among several providers: one
+  already chosen; else the package named as the dependency; else one the configuration
+  prefers; else one not obsoleted by another candidate; else the shortest name, then the
+  alphabetically first. The alternatives of an `or` are ranked as one set. These give
+  libsolv's choices in every case tests/sources/test_rpm_choice.py puts to dnf.
 - Conflicts and Obsoletes between chosen packages fail the resolution with both named."""
 
 from __future__ import annotations
@@ -152,6 +154,11 @@ class _Solver:
         if n.op == "and":
             return [p for x in ops for p in self.satisfy(x, who, text)]
         if n.op == "or":
+            if all(isinstance(x, richdep.Atom) for x in ops):
+                # The alternatives' providers, ranked as one set (as libsolv does).
+                options = [p for x in ops for p in self._all_providers(x)]
+                if options:
+                    return [self.pick(options, "")]
             for x in ops:
                 try:
                     return self.satisfy(x, who, text)
@@ -189,33 +196,48 @@ def resolve(u: RpmUniverse, names: list[str], prefer: tuple[str, ...] = (),
             raise ResolveError(f"no package named or providing {name!r}")
         todo += s.add(s.pick(options, name), f"asked for {name}")
     kinds = ("requires", "recommends") if weak else ("requires",)
-    # Plain dependencies first, for every package; then the rich ones, which may already
-    # hold by then (an `or` that a later plain dependency satisfies adds nothing), and
-    # whose conditions can come true later: repeat until nothing changes.
-    while todo:
+    # As libsolv decides forced steps first: a dependency only one package can satisfy is
+    # taken at once; one with a choice waits until nothing forced is left, so that a package
+    # some other dependency needs anyway is the one chosen (Requires: shell and zsh -> zsh).
+    # Rich dependencies wait likewise, and are looked at again while their conditions can
+    # still come true.
+    waiting: list[tuple[RpmPackage, str, Dep]] = []
+    while True:
         while todo:
             p = todo.pop(0)
             for kind in kinds:
                 for d in p.deps.get(kind, ()):
-                    if d.name.startswith("rpmlib(") or (kind == "requires" and richdep.is_rich(d.name)):
+                    if d.name.startswith("rpmlib("):
                         continue
-                    text = d.name if not d.flags else f"{d.name} {d.flags} {d.evr}"
-                    try:
-                        node = _parse_dep(d)
-                        new = s.satisfy(node, p.name, text)
-                    except ResolveError:
-                        if kind != "requires":
-                            continue
-                        raise
-                    for q in new:
-                        todo += s.add(q, f"{p.name} {kind} {text}")
+                    if richdep.is_rich(d.name) or len(u.providers(d.name, d.flags, d.evr)) > 1:
+                        waiting.append((p, kind, d))
+                        continue
+                    todo += _satisfy(s, p, kind, d)
+        if waiting:
+            p, kind, d = waiting.pop(0)
+            todo += _satisfy(s, p, kind, d)
+            continue
         for p in list(s.chosen.values()):
             for d in p.deps.get("requires", ()):
                 if richdep.is_rich(d.name) and not s.holds(_parse_dep(d)):
-                    for q in s.satisfy(_parse_dep(d), p.name, d.name):
-                        todo += s.add(q, f"{p.name} requires {d.name}")
+                    todo += _satisfy(s, p, "requires", d)
+        if not todo:
+            break
     _check_conflicts(s)
     return Resolution(sorted(s.chosen.values(), key=lambda p: p.name), s.why)
+
+
+def _satisfy(s: _Solver, p: RpmPackage, kind: str, d: Dep) -> list[RpmPackage]:
+    """Choose and add what p's dependency d needs; the newly added packages (whose own
+    dependencies are next). A weak dependency nothing satisfies is skipped."""
+    text = d.name if not d.flags else f"{d.name} {d.flags} {d.evr}"
+    try:
+        new = s.satisfy(_parse_dep(d), p.name, text)
+    except ResolveError:
+        if kind != "requires":
+            return []
+        raise
+    return [q for n in new for q in s.add(n, f"{p.name} {kind} {text}")]
 
 
 def _check_conflicts(s: _Solver) -> None:
