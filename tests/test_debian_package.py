@@ -57,7 +57,8 @@ def test_what_the_packages_hold_and_declare(debs: dict[str, bytes], tmp_path: Pa
         subprocess.run(["dpkg-deb", "-x", str(tmp_path / name), str(root)], check=True)
     for path in ("usr/bin/rdforge", "usr/share/man/man1/rdforge.1.gz",
                  "usr/share/bash-completion/completions/rdforge",
-                 "etc/kernel/postinst.d/rdforge", "etc/kernel/postrm.d/rdforge"):
+                 "etc/kernel/postinst.d/rdforge", "etc/kernel/postrm.d/rdforge",
+                 "usr/lib/python3/dist-packages/rdforge/profiles/fedora.toml"):
         assert (root / path).is_file(), path
     assert os.access(root / "etc/kernel/postinst.d/rdforge", os.X_OK)
     # the man page is groff-clean and documents every setting of the table
