@@ -44,6 +44,8 @@ SETTINGS: tuple[Setting, ...] = (
             "dependencies on them count as satisfied (tpm-udev only sets /dev/tpm* groups and "
             "pulls in adduser; debconf serves only maintainer scripts)"),
     Setting("prefer", list, ["mawk"], "providers to prefer for virtual packages", cli=False),
+    Setting("weak_dependencies", bool, False, "also install what packages recommend (rpm's "
+            "Recommends; rpm-md distributions only)"),
     Setting("dlopen_features", list, ["cryptsetup", "tpm"],
             "systemd dlopen() features (\"suggested\" ones) to include"),
     Setting("keymap", str, "", "console keymap loaded before any prompt (console-data's names: "
@@ -97,6 +99,7 @@ class Config:
     add_packages: list[str] = field(default_factory=list)
     remove_packages: list[str] = field(default_factory=lambda: ["tpm-udev", "debconf"])
     prefer: list[str] = field(default_factory=lambda: ["mawk"])
+    weak_dependencies: bool = False
     dlopen_features: list[str] = field(default_factory=lambda: ["cryptsetup", "tpm"])
     keymap: str = ""
     kernel_version: str = ""
@@ -339,6 +342,9 @@ def validate(cfg: Config) -> None:
         for name in getattr(cfg, key):
             if not names.fullmatch(name):
                 raise ConfigError(f"{key}: {name!r} is not a package name")
+    if backend == "apt" and cfg.weak_dependencies:
+        raise ConfigError("weak_dependencies: for rpm-md distributions only (apt's Recommends "
+                          "are not followed; name the packages instead)")
     if backend != "apt" and (cfg.firmware_packages or cfg.microcode != "none"
                              or cfg.installed_root or cfg.deb_dir):
         raise ConfigError(f"distribution {cfg.distribution}: firmware_packages, microcode, "

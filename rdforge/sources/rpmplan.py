@@ -38,7 +38,8 @@ class RpmSource:
         self.universe = RpmUniverse(self.repo.packages(), filelists=self.repo.filelists)
 
     def resolve(self, names: list[str]) -> list[Package]:
-        res = resolve(self.universe, names, prefer=tuple(self.cfg.prefer))
+        res = resolve(self.universe, names, prefer=tuple(self.cfg.prefer),
+                      weak=self.cfg.weak_dependencies)
         return [record(p, self.repo.base) for p in res.packages]
 
     def kernel(self) -> Package:

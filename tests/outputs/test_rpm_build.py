@@ -67,3 +67,19 @@ def test_the_profile_sets_defaults_that_the_configuration_overrides(tmp_path: Pa
         load(None, {"distribution": "gentoo"}, layered=False)
     with pytest.raises(ConfigError, match="serve apt sources only"):
         rpm_config(tmp_path, microcode="all")
+    with pytest.raises(ConfigError, match="weak_dependencies: for rpm-md distributions only"):
+        load(None, {"weak_dependencies": True}, layered=False)
+
+
+def test_weak_dependencies_are_followed_only_when_asked(tmp_path: Path) -> None:
+    """systemd-cryptsetup in the test distribution recommends nothing, so a package is given
+    a recommendation here: the rpm backend follows it with weak_dependencies only."""
+    from rdforge.formats.rpmmd import Dep
+    from rdforge.sources.rpmplan import RpmSource
+
+    src = RpmSource(rpm_config(tmp_path))
+    bash = src.universe.candidates["bash"]
+    bash.deps["recommends"] = (Dep("kbd-misc"),)
+    assert "kbd-misc" not in {p.name for p in src.resolve(["bash"])}
+    src.cfg.weak_dependencies = True
+    assert "kbd-misc" in {p.name for p in src.resolve(["bash"])}
