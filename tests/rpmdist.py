@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import fcntl
+import functools
 import hashlib
 import os
 import shutil
@@ -163,9 +164,10 @@ def build_one(deb: Path, p: Package, kernel: bool, work: Path, key: SigningKey) 
     return sign_rpm(rpm, key)
 
 
+@functools.cache
 def debian_set() -> tuple[list[tuple[Package, Path]], tuple[Package, Path]]:
     """The default image's packages (the dlopen()ed libraries included) and kernel, from the
-    lock of a default build from trixie."""
+    lock of a default build from trixie (once per process)."""
     from rdforge.config import Config
     from rdforge.outputs.initrd import build
     from rdforge.sources import lock
@@ -179,6 +181,7 @@ def debian_set() -> tuple[list[tuple[Package, Path]], tuple[Package, Path]]:
     return list(zip(lk.packages, paths[:-1], strict=True)), (lk.kernel, paths[-1])
 
 
+@functools.cache
 def make_distribution() -> Path:
     """The signed repository's directory (repodata/, Packages/, key.gpg, key.asc)."""
     pkgs, kernel = debian_set()
