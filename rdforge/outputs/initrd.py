@@ -332,6 +332,7 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     fixups.base_layout(b.tree)
     os_release = fixups.release_files(b.tree, {})
     fixups.users_and_groups(b.tree)
+    b.policy.settle_owners(b.tree)
     fixups.enable_sysext(b.tree, cfg.sysext_image_policy)
     b.local_files()
     kver, mods = b.kernel(kernel)

@@ -107,10 +107,15 @@ class InstalledRoot:
             name, kind = row[0], row[1]
             ti = tarfile.TarInfo(name)
             ti.mtime = newest
-            if kind == "d" and isinstance(row[2], int):
+            size = {"d": 3, "l": 3, "h": 3, "f": 4}.get(str(kind), 0)
+            if len(row) == size + 1 and kind != "l" and isinstance(row[-1], str) \
+                    and row[-1].count(":") == 1:
+                ti.uname, ti.gname = row[-1].split(":")  # owned by another account than root
+                row = row[:-1]
+            if kind == "d" and len(row) == 3 and isinstance(row[2], int):
                 ti.type, ti.mode = tarfile.DIRTYPE, row[2]
                 out.append((ti, None))
-            elif kind in ("l", "h") and isinstance(row[2], str):
+            elif kind in ("l", "h") and len(row) == 3 and isinstance(row[2], str):
                 ti.type = tarfile.SYMTYPE if kind == "l" else tarfile.LNKTYPE
                 ti.linkname, ti.mode = row[2], 0o777
                 out.append((ti, None))

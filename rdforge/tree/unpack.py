@@ -34,14 +34,16 @@ def _canonical_prefix(tree: Tree, name: str) -> str:
     return name
 
 
-Member = tuple[str, int, int, int, int, bytes, str, int, int, bytes | None]
-MEMBERS_VERSION = 1
+# name, mode, uid, gid, mtime, type, link target, device numbers, content, owner names
+Member = tuple[str, int, int, int, int, bytes, str, int, int, bytes | None, str, str]
+MEMBERS_VERSION = 2
 
 
 def _to_tarinfo(m: Member) -> tarfile.TarInfo:
     ti = tarfile.TarInfo(m[0])
     ti.mode, ti.uid, ti.gid, ti.mtime, ti.type, ti.linkname = m[1], m[2], m[3], m[4], m[5], m[6]
     ti.devmajor, ti.devminor = m[7], m[8]
+    ti.uname, ti.gname = m[10], m[11]
     ti.size = len(m[9]) if m[9] is not None else 0
     return ti
 
@@ -71,7 +73,7 @@ def deb_members(deb: Path, max_file: int) -> list[tuple[tarfile.TarInfo, bytes |
     with DebFile(deb) as d:
         out = list(d.data(max_file))
     plain: list[Member] = [(ti.name, ti.mode, ti.uid, ti.gid, int(ti.mtime), ti.type, ti.linkname,
-                            ti.devmajor, ti.devminor, c) for ti, c in out]
+                            ti.devmajor, ti.devminor, c, ti.uname, ti.gname) for ti, c in out]
     data = pickle.dumps(plain, protocol=pickle.HIGHEST_PROTOCOL)
     write_derived(stored, zstandard.ZstdCompressor(level=1, threads=-1).compress(data))
     return out
@@ -80,8 +82,8 @@ def deb_members(deb: Path, max_file: int) -> list[tuple[tarfile.TarInfo, bytes |
 def rpm_members(rpm: Path | Rpm, max_file: int) -> list[tuple[tarfile.TarInfo, bytes | None]]:
     """An .rpm's files as the members unpack_members takes: modes, owners, link targets and
     times from the header, content from the payload, each file checked against the header's
-    digest (formats.rpm). %ghost files are not in the package. rpm names owners; root stays
-    0, anyone else is shown as 65534 where the content policy maps owners to root."""
+    digest (formats.rpm). %ghost files are not in the package. rpm names owners (the content
+    policy goes by the names; the numbers are placeholders)."""
     import stat
 
     from rdforge.formats.rpm import FILEMTIMES
@@ -94,7 +96,7 @@ def rpm_members(rpm: Path | Rpm, max_file: int) -> list[tuple[tarfile.TarInfo, b
             continue
         ti = tarfile.TarInfo("./" + f.path)
         ti.mode = stat.S_IMODE(f.mode)
-        ti.uid = 0 if f.user == "root" else 65534
+        ti.uid = 0 if f.user == "root" else 65534  # rpm names owners: member_owner
         ti.gid = 0 if f.group == "root" else 65534
         ti.uname, ti.gname = f.user, f.group
         ti.mtime = mtimes[i] if i < len(mtimes) else 0
@@ -127,16 +129,19 @@ class ContentPolicy:
     """What a package may put into an image, for archive and local packages alike. Device
     nodes, FIFOs and sockets are dropped (the image makes the nodes it needs itself);
     set-user-ID and set-group-ID bits are cleared (nothing in an initrd runs unprivileged);
-    files are owned by root; one file may not exceed max_file bytes, all of them together
-    not max_total (the kernel unpacks the whole image into RAM). What was changed is kept
-    here for the manifest."""
+    files are owned by root unless the package names an account the image creates (as dpkg
+    and rpm do, by name: settle_owners); one file may not exceed max_file bytes, all of them
+    together not max_total (the kernel unpacks the whole image into RAM). What was changed
+    is kept here for the manifest."""
 
     max_file: int = 256 * MiB
     max_total: int = 1024 * MiB
     total: int = 0
     dropped_special: list[str] = field(default_factory=list)
     setid_cleared: list[str] = field(default_factory=list)
-    owner_mapped: list[str] = field(default_factory=list)
+    # (package, path, user, group) of every member a package gives to another owner than root
+    owners: list[tuple[str, str, str, str]] = field(default_factory=list)
+    owner_kept: list[str] = field(default_factory=list)
 
     def member(self, package: str, name: str, ti: tarfile.TarInfo) -> int | None:
         """The mode to give a member, or None to drop it; raises for one past the bounds."""
@@ -158,15 +163,53 @@ class ContentPolicy:
         if mode & 0o6000 and not ti.isdir():
             self.setid_cleared.append(f"{package}: /{name}")
             mode &= ~0o6000
-        if (ti.uid or ti.gid) and not ti.issym():
-            self.owner_mapped.append(f"{package}: /{name} ({ti.uid}:{ti.gid})")
+        owner = member_owner(ti)
+        if owner != ("root", "root") and not ti.issym():
+            self.owners.append((package, name, *owner))
         return mode
 
+    def settle_owners(self, tree: Tree) -> None:
+        """Give each member a package owns by another account the IDs the image's own
+        etc/passwd and etc/group give that name; a name the image does not create (or a bare
+        number, which means nothing on another system) stays root. Call once the image's
+        accounts are written."""
+        users, groups = _ids(tree, "etc/passwd"), _ids(tree, "etc/group")
+        for package, name, user, group in self.owners:
+            e = tree.get(name, follow=False)
+            if e is None or user not in users or group not in groups:
+                continue
+            e.uid, e.gid = users[user], groups[group]
+            self.owner_kept.append(f"{package}: /{name} ({user}:{group})")
+
     def report(self) -> dict[str, object]:
+        kept = set(self.owner_kept)
         return {"max_file_size": self.max_file, "max_unpacked_size": self.max_total,
                 "special_files_dropped": self.dropped_special,
                 "setuid_setgid_cleared": self.setid_cleared,
-                "ownership_mapped_to_root": self.owner_mapped}
+                "ownership_kept": self.owner_kept,
+                "ownership_mapped_to_root": [
+                    s for p, n, u, g in self.owners
+                    if (s := f"{p}: /{n} ({u}:{g})") not in kept]}
+
+
+def member_owner(ti: tarfile.TarInfo) -> tuple[str, str]:
+    """A member's owner as names, the way dpkg and rpm resolve it: a name where the package
+    gives one; else root for ID 0, else the bare number ("1234")."""
+    return (ti.uname or ("root" if ti.uid == 0 else str(ti.uid)),
+            ti.gname or ("root" if ti.gid == 0 else str(ti.gid)))
+
+
+def _ids(tree: Tree, path: str) -> dict[str, int]:
+    """name -> ID from a passwd or group file in the tree."""
+    e = tree.get(path)
+    out = {"root": 0}
+    if e is None or e.kind != FILE:
+        return out
+    for line in e.data.decode(errors="replace").splitlines():
+        f = line.split(":")
+        if len(f) > 2 and f[2].isdigit() and f[0] and not f[0].isdigit():
+            out.setdefault(f[0], int(f[2]))
+    return out
 
 
 def unpack_deb(tree: Tree, deb: Path, package: str, pruner: Pruner,
@@ -179,7 +222,8 @@ def unpack_deb(tree: Tree, deb: Path, package: str, pruner: Pruner,
 
 
 # One kept member, as a lock records it: [path, "d", mode] | [path, "f", mode, sha256] |
-# [path, "l", target] (symlink) | [path, "h", target] (hard link)
+# [path, "l", target] (symlink) | [path, "h", target] (hard link); a directory, file or hard
+# link a package gives to another owner than root ends in "user:group" (member_owner).
 Record = list[str | int]
 
 
@@ -205,16 +249,18 @@ def unpack_members(tree: Tree, members: list[tuple[tarfile.TarInfo, bytes | None
         mode = policy.member(package, name, ti)
         if mode is None:
             continue
+        owner = member_owner(ti)
+        tail: list[str | int] = [] if owner == ("root", "root") else [":".join(owner)]
         if ti.isdir():
             tree.add(name, Entry(DIR, mode, package=package))
             if record is not None:
-                record.append([ti.name, "d", mode])
+                record.append([ti.name, "d", mode, *tail])
         elif ti.isreg():
             assert content is not None
             tree.add(name, Entry(FILE, mode, data=content, package=package))
             added += len(content)
             if record is not None:
-                record.append([ti.name, "f", mode, hashlib.sha256(content).hexdigest()])
+                record.append([ti.name, "f", mode, hashlib.sha256(content).hexdigest(), *tail])
         elif ti.issym():
             tree.add(name, Entry(SYMLINK, 0o777, target=ti.linkname, package=package))
             if record is not None:
@@ -222,7 +268,7 @@ def unpack_members(tree: Tree, members: list[tuple[tarfile.TarInfo, bytes | None
         elif ti.islnk():
             links.append((name, check_member_name(ti.linkname, where), ti))
             if record is not None:
-                record.append([ti.name, "h", ti.linkname])
+                record.append([ti.name, "h", ti.linkname, *tail])
     for name, target, _ti in links:
         src = tree.get(_canonical_prefix(tree, target), follow=False)
         if src is None or src.kind != FILE:

@@ -69,6 +69,27 @@ def test_devices_setuid_and_foreign_owners_do_not_reach_the_image(tmp_path: Path
     assert rep["ownership_mapped_to_root"] == ["hostile: /etc/owned (1234:1234)"]
 
 
+def test_an_owner_the_image_creates_is_kept_by_name(tmp_path: Path) -> None:
+    """As dpkg does, the name in the package wins over its number: shadow is 42 in the
+    package and 40 in this image; a user the image does not create stays root."""
+    chk = member("./usr/sbin/chkpwd", mode=0o2755, size=2)
+    chk.gid, chk.uname, chk.gname = 42, "root", "shadow"
+    log = member("./var/log/x", tarfile.DIRTYPE, 0o755, uid=900)
+    log.uname, log.gname = "nobody-here", "shadow"
+    deb = make_deb(tmp_path / "hostile.deb", [(chk, b"hi"), (log, b"")])
+    tree, policy = new_tree(), ContentPolicy()
+    unpack_deb(tree, deb, "hostile", Pruner(()), policy)
+    tree.add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
+    tree.add_file("etc/group", b"root:x:0:\nshadow:x:40:\n")
+    policy.settle_owners(tree)
+    kept, other = tree.get("usr/sbin/chkpwd"), tree.get("var/log/x")
+    assert kept is not None and (kept.uid, kept.gid, kept.mode) == (0, 40, 0o755)
+    assert other is not None and (other.uid, other.gid) == (0, 0)
+    rep = policy.report()
+    assert rep["ownership_kept"] == ["hostile: /usr/sbin/chkpwd (root:shadow)"]
+    assert rep["ownership_mapped_to_root"] == ["hostile: /var/log/x (nobody-here:shadow)"]
+
+
 def test_a_huge_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
     # A sparse 2 GiB member compresses to almost nothing; it must fail on its header's size.
     big = member("./usr/share/zeros", size=2 << 30)
