@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
@@ -62,7 +63,7 @@ def load_cert(path: Path) -> x509.Certificate:
         if b"-----BEGIN" in data:
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion, UnsupportedAlgorithm):
         raise KeyMaterialError(f"certificate {path}: not an X.509 certificate (PEM or DER)") from None
 
 
@@ -73,7 +74,7 @@ def load_private_key(key_path: Path) -> rsa.RSAPrivateKey:
         raise KeyMaterialError(f"key {key_path}: {e.strerror}") from None
     try:
         key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise KeyMaterialError(f"key {key_path}: not an unencrypted PEM private key") from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise KeyMaterialError(f"key {key_path}: only RSA keys are supported (the kernel's dm-verity "

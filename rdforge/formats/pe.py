@@ -226,7 +226,9 @@ def signers(data: bytes) -> list[str]:
 
 
 def _signers(data: bytes) -> list[str]:
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives.serialization import pkcs7
+    from cryptography.x509 import InvalidVersion
 
     pe = PE.parse(data)
     off, size = pe.security
@@ -241,7 +243,7 @@ def _signers(data: bytes) -> list[str]:
                 warnings.simplefilter("ignore")
                 certs = pkcs7.load_der_pkcs7_certificates(bytes(data[off + 8:off + length]))
             out += [c.subject.rfc4514_string() for c in certs]
-        except ValueError:
+        except (ValueError, UnsupportedAlgorithm, InvalidVersion):
             out.append("(unreadable signature)")
         off += _up(length, 8)
     return out

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -51,7 +52,7 @@ def pcr_public_key(path: str, pcr_spec: str) -> tuple[bytes, bytes, int]:
     try:
         key = (serialization.load_pem_private_key(data, None).public_key()
                if b"PRIVATE KEY" in data else serialization.load_pem_public_key(data))
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         raise ConfigError(f"--tpm2-public-key {path}: not a PEM key ({e})") from None
     if not isinstance(key, rsa.RSAPublicKey):
         raise ConfigError(f"--tpm2-public-key {path}: only RSA PCR signing keys are supported")

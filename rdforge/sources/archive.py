@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rdforge.errors import HashMismatch, SignatureError, SourceError
+from rdforge.errors import FormatError, HashMismatch, SignatureError, SourceError
 from rdforge.formats.deb822 import parse_stanzas
 from rdforge.fsutil import write_atomic
 from rdforge.sources.aptconf import DEFAULT_KEYRING, AptSource
@@ -80,6 +80,8 @@ def parse_release(text: str, suite: str) -> Release:
     for line in st.get("SHA256", "").splitlines():
         parts = line.split()
         if len(parts) == 3:
+            if not parts[1].isdigit() or not re.fullmatch(r"[0-9a-f]{64}", parts[0]):
+                raise FormatError(f"{suite} Release: malformed SHA256 line {line.strip()[:80]!r}")
             rel.files[parts[2]] = (parts[0], int(parts[1]))
     return rel
 

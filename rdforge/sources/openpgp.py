@@ -33,7 +33,7 @@ def verify_clearsigned(signed: bytes, keyring: Path, what: str) -> bytes:
         out = Path(tmp, "Release")
         src.write_bytes(signed)
         r = subprocess.run([gpgv, "--quiet", "--keyring", str(keyring.resolve()), "--output", str(out),
-                            str(src)], capture_output=True, text=True)
+                            str(src)], capture_output=True, encoding="utf-8", errors="replace")
         if r.returncode != 0 or not out.exists():
             raise _refused(r, what)
         return out.read_bytes()
@@ -47,6 +47,6 @@ def verify_detached(signature: bytes, data: bytes, keyring: Path, what: str) -> 
         sig.write_bytes(signature)
         dat.write_bytes(data)
         r = subprocess.run([gpgv, "--quiet", "--keyring", str(keyring.resolve()), str(sig), str(dat)],
-                           capture_output=True, text=True)
+                           capture_output=True, encoding="utf-8", errors="replace")
         if r.returncode != 0:
             raise _refused(r, what)

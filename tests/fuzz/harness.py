@@ -347,6 +347,127 @@ PRIMARY_SEED = b"""<?xml version="1.0" encoding="UTF-8"?>
 <file>/usr/bin/a</file></format></package></metadata>"""
 
 
+RELEASE_SEED = (b"Origin: Debian\nSuite: stable\nCodename: trixie\n"
+                b"Date: Sat, 08 Nov 2025 10:00:00 UTC\nValid-Until: Sat, 15 Nov 2025 10:00:00 UTC\n"
+                b"Acquire-By-Hash: yes\nArchitectures: amd64\nComponents: main\nSHA256:\n"
+                b" " + b"ab" * 32 + b" 1234 main/binary-amd64/Packages.xz\n"
+                b" " + b"cd" * 32 + b" 99 main/binary-amd64/Release\n")
+
+
+def t_release(data: bytes) -> None:
+    from rdforge.sources.archive import parse_release
+
+    parse_release(data.decode("utf-8", "replace"), "trixie")
+
+
+_SIGNED: dict[str, object] = {}
+
+
+def _signed_index_seeds() -> list[bytes]:
+    """An InRelease clearsigned with a throwaway key; the keyring is kept for the target."""
+    import os
+    import subprocess
+
+    home = Path(tempfile.mkdtemp(prefix="rdforge-fuzz-gpg-"))
+    home.chmod(0o700)
+    env = dict(os.environ, GNUPGHOME=str(home))
+    gpg = ["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", ""]
+    subprocess.run([*gpg, "--quick-gen-key", "rdforge fuzz <fuzz@example.org>", "rsa2048",
+                    "sign", "never"], env=env, check=True, capture_output=True)
+    keyring = home / "archive.gpg"
+    keyring.write_bytes(subprocess.run([*gpg, "--export"], env=env, check=True,
+                                       capture_output=True).stdout)
+    signed = subprocess.run([*gpg, "--clearsign"], input=RELEASE_SEED, env=env, check=True,
+                            capture_output=True).stdout
+    _SIGNED["keyring"] = keyring
+    return [signed]
+
+
+def t_signed_index(data: bytes) -> None:
+    """The whole signed-index path: gpgv on a (mutated) InRelease, then the Release parser on
+    what it vouches for."""
+    from rdforge.sources.archive import parse_release
+    from rdforge.sources.openpgp import verify_clearsigned
+
+    keyring = _SIGNED["keyring"]
+    assert isinstance(keyring, Path)
+    text = verify_clearsigned(data, keyring, "fuzz InRelease")
+    parse_release(text.decode("utf-8", "replace"), "trixie")
+
+
+_PKI: dict[str, bytes] = {}
+
+
+def _pki() -> dict[str, bytes]:
+    """A throwaway RSA key, its certificate, and a PE image signed with it."""
+    if not _PKI:
+        from cryptography.hazmat.primitives import serialization
+
+        from rdforge.formats import authenticode
+        from rdforge.keys import genkey, load_signing_key
+
+        d = Path(tempfile.mkdtemp(prefix="rdforge-fuzz-key-"))
+        key, cert = genkey("rdforge fuzz", d, bits=2048)
+        signer = load_signing_key(key, cert)
+        pe_image = _pe_seed()
+        _PKI.update(key=key.read_bytes(), cert=cert.read_bytes(), pe=pe_image,
+                    der=signer.cert.public_bytes(serialization.Encoding.DER),
+                    detached=authenticode.detached(pe_image, signer))
+    return _PKI
+
+
+def _with_certificate_table(image: bytes, blob: bytes) -> bytes:
+    """image with blob as its certificate table, whatever blob is (no digest check)."""
+    import struct
+
+    from rdforge.formats import authenticode as ac
+    from rdforge.formats.pe import OPT_DATA_DIRECTORIES, PE, SECURITY_DIRECTORY
+
+    pe_ = PE.parse(image)
+    out = bytearray(image + b"\0" * (-len(image) % 8))
+    cert = struct.pack("<IHH", 8 + len(blob), ac.WIN_CERT_REVISION_2,
+                       ac.WIN_CERT_TYPE_PKCS_SIGNED_DATA) + blob
+    at = len(out)
+    out += cert + b"\0" * (-len(cert) % 8)
+    struct.pack_into("<II", out, pe_.opt_offset + OPT_DATA_DIRECTORIES
+                     + SECURITY_DIRECTORY * 8, at, len(out) - at)
+    return bytes(out)
+
+
+def t_pkcs7(data: bytes) -> None:
+    """A detached Authenticode signature (PKCS#7 SignedData) as `rdforge sign --attach`
+    takes it from a signing service, and as inspect reads it back out of a signed image."""
+    from rdforge.formats import authenticode, pe
+
+    image = _pki()["pe"]
+    try:
+        authenticode.attach(image, data)
+    finally:
+        pe.describe(_with_certificate_table(image, data))
+
+
+def t_keys(data: bytes) -> None:
+    """Key material given on the command line: certificates (PEM, DER), private keys, PCR
+    signing keys."""
+    from rdforge.errors import RdforgeError
+    from rdforge.keys import load_cert, load_private_key
+    from rdforge.outputs.credential import pcr_public_key
+
+    with tempfile.NamedTemporaryFile(suffix=".pem") as f:
+        f.write(data)
+        f.flush()
+        for read in (lambda: load_cert(Path(f.name)), lambda: load_private_key(Path(f.name)),
+                     lambda: pcr_public_key(f.name, "11")):
+            try:
+                read()
+            except RdforgeError:
+                pass
+
+
+# Targets that run an outside program per input run fewer inputs in the suite.
+ITERATIONS = {"signed-index": 300}
+
+
 def targets() -> dict[str, tuple[Callable[[bytes], object], Callable[[], list[bytes]]]]:
     return {
         "cpio": (t_cpio, lambda: [_cpio_seed()]),
@@ -366,6 +487,10 @@ def targets() -> dict[str, tuple[Callable[[bytes], object], Callable[[], list[by
         "rpm-header": (t_rpm_header, _rpm_header_seed),
         "repomd": (t_repomd, lambda: [REPOMD_SEED]),
         "primary": (t_primary, lambda: [PRIMARY_SEED]),
+        "release": (t_release, lambda: [RELEASE_SEED]),
+        "signed-index": (t_signed_index, _signed_index_seeds),
+        "pkcs7": (t_pkcs7, lambda: [_pki()["detached"]]),
+        "keys": (t_keys, lambda: [_pki()["cert"], _pki()["der"], _pki()["key"]]),
         "richdep": (t_richdep, lambda: [b"(a >= 1.0 or (b if c else d))", b"1:2.3~rc1^git5-4.fc41"]),
     }
 
@@ -381,7 +506,7 @@ def main() -> int:
     for name, (target, seeds) in targets().items():
         if ns.only and name not in ns.only:
             continue
-        r = run(target, seeds(), ns.iterations, ns.seed)
+        r = run(target, seeds(), min(ns.iterations, ITERATIONS.get(name, ns.iterations)), ns.seed)
         print(f"{name:12} {r.runs:8} {len(r.crashes):8} {r.hangs:6}")
         for where, (what, _data) in r.crashes.items():
             print(f"    {where}: {what}")
