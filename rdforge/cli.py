@@ -89,6 +89,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--name", required=True, help="the certificate's common name")
     g.add_argument("-o", dest="output", default="keys", help="directory for key.pem and cert.pem")
     g.add_argument("--bits", type=int, default=2048, choices=[2048, 3072, 4096])
+    g.add_argument("--force", action="store_true", help="replace an existing key.pem and "
+                   "cert.pem (a key enrolled in firmware or in a signed image's trust is lost)")
     g.set_defaults(func=commands.cmd_genkey)
 
     x = sub.add_parser("sysext", help="build a signed dm-verity system extension for an initrd")

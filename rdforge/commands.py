@@ -84,7 +84,7 @@ def cmd_boot(ns: argparse.Namespace) -> int:
 def cmd_genkey(ns: argparse.Namespace) -> int:
     from rdforge.keys import genkey
 
-    key, cert = genkey(ns.name, Path(ns.output), bits=ns.bits)
+    key, cert = genkey(ns.name, Path(ns.output), bits=ns.bits, force=ns.force)
     print(f"{key}\n{cert}")
     return 0
 
@@ -191,7 +191,15 @@ def cmd_credential(ns: argparse.Namespace) -> int:
     raw = creds.encrypt(ns.name, data, kind, secret, epoch * 1_000_000, not_after, tpm2=seal)
     out = Path(ns.output or f"{ns.name}.cred")
     write_atomic(out, creds.armor(raw), mode=0o600)
-    print(f"{out}: credential {ns.name}, {len(data)} bytes, {ns.encrypt} key")
+    if kind == creds.KEY_NULL:
+        print(f"rdforge: note: {out} has no key (integrity only): systemd refuses such "
+              "credentials on a machine with a TPM2 and Secure Boot on; seal it with "
+              "--encrypt tpm2 for those", file=sys.stderr)
+    if ns.json:
+        print(json.dumps({"path": str(out), "name": ns.name, "size": len(data),
+                          "key": ns.encrypt, "tpm2_pcrs": ns.tpm2_pcrs or None}, indent=1))
+    else:
+        print(f"{out}: credential {ns.name}, {len(data)} bytes, {ns.encrypt} key")
     return 0
 
 

@@ -253,6 +253,10 @@ def _apply_file(cfg: Config, path: Path) -> set[str]:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: malformed TOML ({e})") from None
     table = data.get("build", data)
+    other = sorted(k for k in data if k != "build") if "build" in data else []
+    if other:  # a [sysext] or [uki] table would otherwise be silently ignored
+        raise ConfigError(f"{path}: unknown table or key {other[0]!r} beside [build] (a "
+                          "configuration file holds build settings only, in [build] or at the top)")
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [build] must be a table of settings")
     for k, v in table.items():

@@ -90,10 +90,18 @@ def load_signing_key(key_path: Path, cert_path: Path) -> SigningKey:
     return SigningKey(key, cert)
 
 
-def genkey(name: str, outdir: Path, bits: int = 2048, days: int = 3650) -> tuple[Path, Path]:
-    """A new RSA key and a self-signed certificate for signing sysexts and UKIs."""
+def genkey(name: str, outdir: Path, bits: int = 2048, days: int = 3650,
+           force: bool = False) -> tuple[Path, Path]:
+    """A new RSA key and a self-signed certificate for signing sysexts and UKIs. An existing
+    key or certificate is replaced only with force: its certificate may be enrolled in
+    firmware (db, MOK) or trusted by the images it signed, and a new key would not be."""
     if not name.strip():
         raise KeyMaterialError("genkey: --name must not be empty")
+    key_path, cert_path = outdir / "key.pem", outdir / "cert.pem"
+    there = [p for p in (key_path, cert_path) if p.exists() or p.is_symlink()]
+    if there and not force:
+        raise KeyMaterialError(f"genkey: {there[0]} exists; a new key would not be the one "
+                               "firmware or signed images trust (--force replaces it)")
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
@@ -113,7 +121,6 @@ def genkey(name: str, outdir: Path, bits: int = 2048, days: int = 3650) -> tuple
                            critical=False)
             .sign(key, hashes.SHA256()))
     outdir.mkdir(parents=True, exist_ok=True)
-    key_path, cert_path = outdir / "key.pem", outdir / "cert.pem"
     write_atomic(key_path, key.private_bytes(serialization.Encoding.PEM,
                                              serialization.PrivateFormat.PKCS8,
                                              serialization.NoEncryption()), mode=0o600)

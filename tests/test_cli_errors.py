@@ -3,6 +3,7 @@ traceback; these fail before any package is fetched."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -28,6 +29,8 @@ def _one_line(r: subprocess.CompletedProcess[str], code: int, text: str) -> None
     ("source_date_epoch = 8589934592\n", "source_date_epoch 8589934592 is out of range"),
     ("add_packages = ['']\n", "'' is not a package name"),
     ("compression = 'none'\ncompression_level = 3\n", "takes no compression level"),
+    ("[build]\ncompression = 'xz'\n[sysext]\nname = 'tools'\n",
+     "unknown table or key 'sysext' beside [build]"),
 ])
 def test_bad_settings_in_toml(tmp_path: Path, toml: str, text: str) -> None:
     cfg = tmp_path / "c.toml"
@@ -103,3 +106,25 @@ def test_inspect_refuses_what_is_no_image(tmp_path: Path) -> None:
 def test_installed_root_needs_a_lock(tmp_path: Path) -> None:
     r = _rdforge("build", "--installed-root", str(tmp_path), "-o", str(tmp_path / "x.img"))
     assert r.returncode == 1 and "give --locked" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_genkey_does_not_replace_a_key_without_force(tmp_path: Path) -> None:
+    r = _rdforge("genkey", "--name", "Vendor", "-o", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    first = (tmp_path / "key.pem").read_bytes(), (tmp_path / "cert.pem").read_bytes()
+    _one_line(_rdforge("genkey", "--name", "Vendor", "-o", str(tmp_path)), 1,
+              f"{tmp_path / 'key.pem'} exists")
+    assert ((tmp_path / "key.pem").read_bytes(), (tmp_path / "cert.pem").read_bytes()) == first
+    r = _rdforge("genkey", "--name", "Vendor", "-o", str(tmp_path), "--force")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "key.pem").read_bytes() != first[0]
+
+
+def test_credential_json_and_the_null_key_note(tmp_path: Path) -> None:
+    out = tmp_path / "pw.cred"
+    r = _rdforge("credential", "passwd.plaintext-password.root", "--value", "secret", "-o",
+                 str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"path": str(out), "name": "passwd.plaintext-password.root",
+                                    "size": 6, "key": "null", "tpm2_pcrs": None}
+    assert "TPM2 and Secure Boot" in r.stderr and len(r.stderr.strip().splitlines()) == 1

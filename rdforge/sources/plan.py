@@ -93,9 +93,11 @@ def kernel_package(u: Universe, cfg: Config) -> Package:
     if cfg.kernel_version:
         pkg = u.candidates.get(f"linux-image-{cfg.kernel_version}")
         if pkg is None:
-            avail = sorted(n[len("linux-image-"):] for n in u.candidates
-                           if re.match(r"^linux-image-\d", n) and not n.endswith("-dbg")
-                           and not n.endswith("-unsigned"))
+            order = functools.cmp_to_key(compare)  # dpkg's: 6.12.9 before 6.12.57
+            avail = [n[len("linux-image-"):] for n in sorted(
+                (n for n in u.candidates if re.match(r"^linux-image-\d", n)
+                 and not n.endswith(("-dbg", "-unsigned"))),
+                key=lambda n: (order(u.candidates[n].version), n))]
             raise KernelError(f"unknown kernel version {cfg.kernel_version!r} "
                               f"(the archive has: {', '.join(avail[-5:]) or 'none'})")
         return pkg

@@ -77,3 +77,16 @@ def test_an_unsatisfiable_version_names_what_the_archive_has() -> None:
     u = Universe([pkg("tool", depends="nosuch")])
     with pytest.raises(ResolveError, match="nosuch for tool: the archive has no such package"):
         resolve(u, ["tool"])
+
+
+def test_the_unknown_kernel_hint_names_the_newest_by_dpkgs_order() -> None:
+    from rdforge.config import Config
+    from rdforge.errors import KernelError
+    from rdforge.sources.plan import kernel_package
+
+    versions = ["6.12.9-1", "6.12.10-1", "6.12.38-1", "6.12.57-1", "6.12.48-1", "6.12.117-1"]
+    u = Universe([pkg(f"linux-image-{v.split('-')[0]}+deb13-amd64", v) for v in versions])
+    with pytest.raises(KernelError, match=r"the archive has: 6\.12\.10\+deb13-amd64, 6\.12\.38\+deb13-amd64, "
+                       r"6\.12\.48\+deb13-amd64, 6\.12\.57\+deb13-amd64, "
+                       r"6\.12\.117\+deb13-amd64\)"):
+        kernel_package(u, Config(kernel_version="9.9"))
