@@ -43,10 +43,19 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     b.set_defaults(func=commands.cmd_build)
 
-    i = sub.add_parser("inspect", help="list what an initrd contains")
-    i.add_argument("image")
+    i = sub.add_parser("inspect", help="what an initrd or UKI contains: a summary, a file "
+                       "list, one file, or all of it extracted")
+    i.add_argument("image", help="an initrd (any segments, also dracut's or mkinitramfs'), or "
+                   "a UKI or addon")
     i.add_argument("--check", action="store_true", help="run the static check on it")
-    i.add_argument("--json", action="store_true")
+    what = i.add_mutually_exclusive_group()
+    what.add_argument("--list", action="store_true", help="every path with type, mode, owner, "
+                      "size and link target (of a UKI: of the initrd inside)")
+    what.add_argument("--file", metavar="PATH", help="write one file's content to stdout")
+    what.add_argument("--extract", metavar="DIR", help="unpack into DIR (new or empty), "
+                      "without root: no device nodes, set-ID bits or owners")
+    i.add_argument("--json", action="store_true", help="print the summary, the list or the "
+                   "extraction's counts as JSON")
     i.set_defaults(func=commands.cmd_inspect)
 
     v = sub.add_parser("boot", help="boot an initrd in qemu and assert on the console")

@@ -31,9 +31,23 @@ def cmd_build(ns: argparse.Namespace) -> int:
 
 
 def cmd_inspect(ns: argparse.Namespace) -> int:
-    from rdforge.outputs.inspect import inspect_image
+    from rdforge.outputs import inspect
 
-    report = inspect_image(Path(ns.image), check=ns.check)
+    if ns.list or ns.file or ns.extract:
+        tree, _segs = inspect.read_initrd(Path(ns.image))
+        if ns.file:
+            sys.stdout.buffer.write(inspect.file_content(tree, ns.file, Path(ns.image)))
+            sys.stdout.buffer.flush()
+        elif ns.extract:
+            counts = inspect.extract(tree, Path(ns.extract), Path(ns.image))
+            print(json.dumps(counts, indent=1) if ns.json else
+                  f"{ns.extract}: " + ", ".join(f"{n} {k.replace('_', ' ')}"
+                                                for k, n in counts.items()))
+        else:
+            rows = inspect.list_entries(tree)
+            print(json.dumps(rows, indent=1) if ns.json else "\n".join(inspect.list_lines(rows)))
+        return 0
+    report = inspect.inspect_image(Path(ns.image), check=ns.check)
     lines = report.pop("summary_lines")
     if ns.json:
         print(json.dumps(report, indent=1))

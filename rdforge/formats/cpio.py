@@ -97,6 +97,14 @@ def write(out: Sink | BinaryIO, entries: Iterable[CpioEntry]) -> None:
     w.finish()
 
 
+def _relative(name: str) -> str:
+    """A member name without its leading "./" or "/" ("." itself is ""); `..` is kept for
+    the reader to judge, not stripped into another name."""
+    while name.startswith(("./", "/")):
+        name = name[1:].lstrip("/") if name.startswith("/") else name[2:]
+    return "" if name == "." else name
+
+
 def read(buf: bytes, offset: int = 0) -> tuple[list[CpioEntry], int]:
     """Parse one newc archive from offset; returns its entries and the offset after TRAILER."""
     out: list[CpioEntry] = []
@@ -122,7 +130,7 @@ def read(buf: bytes, offset: int = 0) -> tuple[list[CpioEntry], int]:
         if name == TRAILER:
             return out, pos
         key = (dmaj, dmin, ino)
-        e = CpioEntry(name.lstrip("./") if name not in (".", "./") else "", mode, uid, gid,
+        e = CpioEntry(_relative(name), mode, uid, gid,
                       mtime, data, (rmaj, rmin), key if nlink > 1 and stat.S_ISREG(mode) else None)
         if e.ino_key is not None and not data and key in seen:
             e.data = seen[key].data

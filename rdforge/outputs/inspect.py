@@ -1,7 +1,9 @@
-"""`rdforge inspect`: what an initrd holds (any initrd, also a peer's) and the static check."""
+"""`rdforge inspect`: what an initrd holds (any initrd, also a peer's, or the one inside a
+UKI), the static check, a file list, one file's content, and extraction without root."""
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -25,6 +27,19 @@ def read_initrd(path: Path) -> tuple[Tree, list[dict[str, object]]]:
         buf = path.read_bytes()
     except OSError as err:
         raise FormatError(f"{path}: {err.strerror}") from None
+    if buf[:2] == b"MZ":  # a UKI: the initrd it carries
+        from rdforge.formats import pe
+
+        sec = pe.PE.parse(buf).section(".initrd")
+        if sec is None:
+            raise FormatError(f"{path}: a PE image without an .initrd section")
+        buf = bytes(sec.data(buf))
+    return parse_initrd(buf, path)
+
+
+def parse_initrd(buf: bytes, path: Path) -> tuple[Tree, list[dict[str, object]]]:
+    """read_initrd for bytes; a later segment's entry replaces an earlier one of the same
+    name, as the kernel unpacks them."""
     tree = Tree()
     segs: list[dict[str, object]] = []
     for off, seg in cpio.segments(buf):
@@ -119,3 +134,95 @@ def inspect_image(path: Path, check: bool = False) -> dict[str, object]:
 
 def _check(tree: Tree) -> check.CheckReport:
     return check.check_tree(tree)
+
+
+def _kind_char(e: Entry) -> str:
+    return {DIR: "d", FILE: "-", SYMLINK: "l", CHAR: "c"}[e.kind]
+
+
+def list_entries(tree: Tree) -> list[dict[str, object]]:
+    """Every path in archive order: type, mode, owner, size, link target or device."""
+    out: list[dict[str, object]] = []
+    for p, e in tree.entries.items():
+        row: dict[str, object] = {"path": "/" + p, "type": _kind_char(e),
+                                  "mode": f"{e.mode:04o}", "uid": e.uid, "gid": e.gid,
+                                  "size": e.size}
+        if e.kind == SYMLINK:
+            row["target"] = e.target
+        elif e.kind == CHAR:
+            row["rdev"] = f"{e.rdev[0]}:{e.rdev[1]}"
+        out.append(row)
+    return out
+
+
+def list_lines(rows: list[dict[str, object]]) -> list[str]:
+    """ls -l style lines of list_entries' rows."""
+    lines = []
+    for r in rows:
+        tail = f" -> {r['target']}" if "target" in r else f" ({r['rdev']})" if "rdev" in r else ""
+        lines.append(f"{r['type']}{stat.filemode(int(str(r['mode']), 8))[1:]} "
+                     f"{r['uid']:>5}:{r['gid']:<5} {r['size']:>10}  {r['path']}{tail}")
+    return lines
+
+
+def file_content(tree: Tree, path: str, image: Path) -> bytes:
+    """One file's bytes, symbolic links followed inside the image."""
+    e = tree.get(path.strip("/"))
+    if e is None:
+        raise FormatError(f"{image}: no {path} in it")
+    if e.kind != FILE:
+        raise FormatError(f"{image}: {path} is a {e.kind}, not a file")
+    return e.data
+
+
+def extract(tree: Tree, dest: Path, image: Path) -> dict[str, int]:
+    """Unpack into dest (new or empty) without root, under the rules package unpacking
+    follows: no path may leave dest (absolute or `..` names refused, nothing written through
+    a link that points outside dest), device nodes are not made, set-ID bits are not kept, owners are not set.
+    Directory modes are applied last, so a read-only directory still gets its files."""
+    from rdforge.tree.model import check_member_name
+
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        if any(dest.iterdir()):
+            raise FormatError(f"{dest}: not empty (extract into a new or empty directory)")
+    except OSError as err:
+        raise FormatError(f"{dest}: {err.strerror}") from None
+    counts = {"directories": 0, "files": 0, "symlinks": 0, "devices_skipped": 0}
+    dirs: list[tuple[Path, int]] = []
+    root = dest.resolve()
+    try:
+        for name, e in tree.entries.items():
+            rel = check_member_name(name, str(image))
+            if not rel:
+                continue
+            target = root / rel
+            parent = target.parent
+            if not parent.resolve().is_relative_to(root):
+                raise FormatError(f"{image}: /{rel} lies under a symbolic link that leaves "
+                                  f"{dest}; not extracted through it")
+            parent.mkdir(parents=True, exist_ok=True)
+            if e.kind == DIR:
+                target.mkdir(exist_ok=True)
+                dirs.append((target, e.mode & 0o1777))
+                counts["directories"] += 1
+            elif e.kind == FILE:
+                if target.is_symlink() or target.exists():
+                    target.unlink()
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(e.data)
+                os.chmod(target, e.mode & 0o777)
+                counts["files"] += 1
+            elif e.kind == SYMLINK:
+                if target.is_symlink() or target.exists():
+                    target.unlink()
+                os.symlink(e.target, target)
+                counts["symlinks"] += 1
+            else:
+                counts["devices_skipped"] += 1
+        for d, mode in reversed(dirs):
+            os.chmod(d, mode)
+    except OSError as err:
+        raise FormatError(f"{dest}: cannot extract ({err.strerror}: {err.filename})") from None
+    return counts
