@@ -58,6 +58,13 @@ def parser() -> argparse.ArgumentParser:
                    "extraction's counts as JSON")
     i.set_defaults(func=commands.cmd_inspect)
 
+    d = sub.add_parser("diff", help="what changed between two initrds or UKIs: packages, "
+                       "files, modules, firmware, UKI sections")
+    d.add_argument("a", help="the older image")
+    d.add_argument("b", help="the newer image")
+    d.add_argument("--json", action="store_true", help="print the differences as JSON")
+    d.set_defaults(func=commands.cmd_diff)
+
     v = sub.add_parser("boot", help="boot an initrd in qemu and assert on the console")
     v.add_argument("--initrd", help="the initrd to boot with the kernel")
     v.add_argument("--uki", help="boot this Unified Kernel Image with UEFI firmware (OVMF)")

@@ -57,6 +57,14 @@ def cmd_inspect(ns: argparse.Namespace) -> int:
     return 1 if isinstance(chk, dict) and chk.get("problems") else 0
 
 
+def cmd_diff(ns: argparse.Namespace) -> int:
+    from rdforge.outputs.diff import diff_images, diff_lines
+
+    d = diff_images(Path(ns.a), Path(ns.b))
+    print(json.dumps(d, indent=1) if ns.json else "\n".join(diff_lines(d)))
+    return 0
+
+
 def _forward(spec: str) -> tuple[int, int]:
     host, sep, guest = spec.partition(":")
     if not (sep and host.isdigit() and guest.isdigit()):
