@@ -364,21 +364,28 @@ _SIGNED: dict[str, object] = {}
 
 
 def _signed_index_seeds() -> list[bytes]:
-    """An InRelease clearsigned with a throwaway key; the keyring is kept for the target."""
+    """An InRelease clearsigned with a throwaway key; the keyring is kept for the target, the
+    GnuPG home (and its agent) are gone once the seed is made."""
+    import atexit
     import os
+    import shutil
     import subprocess
 
     home = Path(tempfile.mkdtemp(prefix="rdforge-fuzz-gpg-"))
-    home.chmod(0o700)
+    keyring = Path(tempfile.mkdtemp(prefix="rdforge-fuzz-keyring-")) / "archive.gpg"
+    atexit.register(shutil.rmtree, keyring.parent, True)
     env = dict(os.environ, GNUPGHOME=str(home))
     gpg = ["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", ""]
-    subprocess.run([*gpg, "--quick-gen-key", "rdforge fuzz <fuzz@example.org>", "rsa2048",
-                    "sign", "never"], env=env, check=True, capture_output=True)
-    keyring = home / "archive.gpg"
-    keyring.write_bytes(subprocess.run([*gpg, "--export"], env=env, check=True,
-                                       capture_output=True).stdout)
-    signed = subprocess.run([*gpg, "--clearsign"], input=RELEASE_SEED, env=env, check=True,
-                            capture_output=True).stdout
+    try:
+        subprocess.run([*gpg, "--quick-gen-key", "rdforge fuzz <fuzz@example.org>", "rsa2048",
+                        "sign", "never"], env=env, check=True, capture_output=True)
+        keyring.write_bytes(subprocess.run([*gpg, "--export"], env=env, check=True,
+                                           capture_output=True).stdout)
+        signed = subprocess.run([*gpg, "--clearsign"], input=RELEASE_SEED, env=env, check=True,
+                                capture_output=True).stdout
+    finally:
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
     _SIGNED["keyring"] = keyring
     return [signed]
 
@@ -406,13 +413,13 @@ def _pki() -> dict[str, bytes]:
         from rdforge.formats import authenticode
         from rdforge.keys import genkey, load_signing_key
 
-        d = Path(tempfile.mkdtemp(prefix="rdforge-fuzz-key-"))
-        key, cert = genkey("rdforge fuzz", d, bits=2048)
-        signer = load_signing_key(key, cert)
-        pe_image = _pe_seed()
-        _PKI.update(key=key.read_bytes(), cert=cert.read_bytes(), pe=pe_image,
-                    der=signer.cert.public_bytes(serialization.Encoding.DER),
-                    detached=authenticode.detached(pe_image, signer))
+        with tempfile.TemporaryDirectory(prefix="rdforge-fuzz-key-") as d:
+            key, cert = genkey("rdforge fuzz", Path(d), bits=2048)
+            signer = load_signing_key(key, cert)
+            pe_image = _pe_seed()
+            _PKI.update(key=key.read_bytes(), cert=cert.read_bytes(), pe=pe_image,
+                        der=signer.cert.public_bytes(serialization.Encoding.DER),
+                        detached=authenticode.detached(pe_image, signer))
     return _PKI
 
 
