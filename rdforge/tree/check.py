@@ -6,7 +6,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
-from rdforge.formats.elf import is_elf, read_elf
+from rdforge.formats.elf import is_elf, modinfo, read_elf
 from rdforge.tree.fixups import LIBDIRS
 from rdforge.tree.model import DIR, FILE, SYMLINK, Tree
 
@@ -123,7 +123,15 @@ def check_units(tree: Tree, root_unit: str = "initrd.target") -> list[str]:
     return problems
 
 
+def _module_name(path: str) -> str:
+    """The name modprobe knows a module file by: its base name, '-' as '_'."""
+    return path.rsplit("/", 1)[-1].split(".ko")[0].replace("-", "_")
+
+
 def check_modules(tree: Tree) -> tuple[int, list[str]]:
+    """Every module modules.dep lists is there, and so is every module each one's .modinfo
+    says it depends on (modules.dep alone misses those: depmod writes an empty dependency
+    line for a module whose dependency was left out, and the module then fails to load)."""
     problems: list[str] = []
     count = 0
     for moddir in tree.listdir("usr/lib/modules"):
@@ -134,12 +142,27 @@ def check_modules(tree: Tree) -> tuple[int, list[str]]:
             continue
         if tree.get(f"{base}/modules.dep.bin") is None:
             problems.append(f"/{base}/modules.dep.bin is missing (modprobe reads only it)")
+        builtin = tree.get(f"{base}/modules.builtin")
+        known = {_module_name(line) for line in builtin.data.decode().split()} \
+            if builtin is not None and builtin.kind == FILE else set()
+        listed: list[str] = []
         for line in dep.data.decode().splitlines():
             mod, _, deps = line.partition(":")
             count += 1
+            listed.append(mod)
+            known.add(_module_name(mod))
             for p in [mod] + deps.split():
                 if tree.get(f"{base}/{p}") is None:
                     problems.append(f"module {p} (listed in modules.dep) is missing")
+        for mod in listed:
+            e = tree.get(f"{base}/{mod}")
+            if e is None or e.kind != FILE or not is_elf(e.data):
+                continue  # missing (said above), or compressed as a peer's images keep them
+            for key, value in modinfo(e.data):
+                wanted = [d for d in value.split(",") if d] if key == "depends" else []
+                problems += [f"module {_module_name(mod)} needs {d.replace('-', '_')} (its "
+                             ".modinfo depends on it), which is not in the image" for d in wanted
+                             if d.replace("-", "_") not in known]
     return count, problems
 
 
