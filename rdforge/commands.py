@@ -23,10 +23,13 @@ def cmd_build(ns: argparse.Namespace) -> int:
     if ns.json:
         print(json.dumps({"output": str(res.output), "size": res.size, "sha256": res.sha256,
                           "kernel_version": res.kernel_version, "packages": len(res.packages),
-                          "modules": res.modules, "files": res.files, "timings": res.timings}))
+                          "modules": res.modules, "files": res.files, "timings": res.timings,
+                          "warnings": res.warnings}))
     elif not ns.quiet:
         print(f"{res.output}: {res.size / 1e6:.1f} MB, {len(res.packages)} packages, "
               f"{res.modules} modules for {res.kernel_version}, sha256 {res.sha256[:16]}…")
+        for w in res.warnings:
+            print(f"rdforge: warning: {w}", file=sys.stderr)
     return 0
 
 

@@ -15,6 +15,7 @@ from rdforge.errors import CheckError, ConfigError, KernelError, RdforgeError
 from rdforge.formats import compress, cpio
 from rdforge.fsutil import discard, read_local_file, stage
 from rdforge.outputs import microcode
+from rdforge.outputs.report import build_warnings
 from rdforge.progress import Progress
 from rdforge.sources import lock as lockfile
 from rdforge.sources.archive import Package
@@ -49,6 +50,7 @@ class BuildResult:
     files: int
     manifest: dict[str, object] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # outputs.report: said at the end
 
 
 class Builder:
@@ -410,7 +412,8 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     timings = dict(p.timings)
     total = p.done()
     timings["total"] = total
-    return BuildResult(out, len(image), sha, pkgs, kver, len(mods), len(b.tree), manifest, timings)
+    return BuildResult(out, len(image), sha, pkgs, kver, len(mods), len(b.tree), manifest, timings,
+                       build_warnings(mods, missing_fw, b.policy.report(), rep.warnings))
 
 
 def microcode_index_config(cfg: Config) -> Config:
