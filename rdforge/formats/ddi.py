@@ -113,3 +113,51 @@ def make_ddi(fs_image: Path, out: Path, name: str, arch: str = "x86-64",
         {"name": pl.partition.name, "type": str(pl.partition.type_uuid),
          "uuid": str(pl.partition.uuid), "offset": pl.offset, "size": pl.partition.size}
         for pl in placed], signer is not None)
+
+
+# type UUID -> its name as systemd-id128(1) shows it: root-x86-64-verity, ...
+ROLES = {t: f"{base}-{arch}{suffix}" for arch, types in TYPES.items() for t, (base, suffix) in zip(
+    types, [(b, x) for b in ("root", "usr") for x in ("", "-verity", "-verity-sig")], strict=True)}
+
+
+def describe(data: bytes, what: str = "DDI") -> dict[str, object]:
+    """A DDI's partitions (by their Discoverable Partitions role), the dm-verity root hash
+    and parameters, and who signed it: what `systemd-dissect` shows of an image, read
+    without mounting it. Whether the signature is good is the kernel's (or systemd's) to
+    decide against its keyring; this names the signer."""
+    from rdforge.formats import pe
+
+    disk, entries = gpt.read_table(data, what)
+    parts: list[dict[str, object]] = []
+    info: dict[str, object] = {"disk_uuid": str(disk), "partitions": parts}
+    for e in entries:
+        role = ROLES.get(str(e.type_uuid), "other")
+        parts.append({"role": role, "name": e.name, "type": str(e.type_uuid),
+                      "uuid": str(e.uuid), "offset": e.offset, "size": e.size,
+                      "read_only": bool(e.attributes & gpt.ATTR_READ_ONLY)})
+        if e.offset + e.size > len(data):
+            raise FormatError(f"{what}: partition {e.name!r} lies past the end of the image")
+        body = data[e.offset:e.offset + e.size]
+        if role.endswith("-verity-sig"):
+            try:
+                doc = json.loads(body.rstrip(b"\0").decode("utf-8"))
+                info["root_hash"] = str(doc["rootHash"])
+                info["certificate_fingerprint"] = str(doc.get("certificateFingerprint", ""))
+                sig = base64.b64decode(str(doc["signature"]), validate=True)
+            except (ValueError, KeyError, TypeError):
+                raise FormatError(f"{what}: the verity-sig partition is not the specification's "
+                                  "JSON (rootHash, signature)") from None
+            info["signed_by"] = pe.pkcs7_signers(sig)
+        elif role.endswith("-verity"):
+            params, blocks = verity.parse_superblock(body[:512])
+            info["verity"] = {"algorithm": params.algorithm, "data_blocks": blocks,
+                              "data_block_size": params.data_block_size,
+                              "hash_block_size": params.hash_block_size,
+                              "salt": params.salt.hex()}
+    data_roles = {f"{r}-{a}" for a in TYPES for r in ("root", "usr")}
+    roots = [p for p in parts if str(p["role"]) in data_roles]
+    if roots and "root_hash" in info:
+        # The data partition's UUID is the root hash's first 128 bits (the DDI specification).
+        info["uuid_matches_root_hash"] = (str(roots[0]["uuid"]).replace("-", "")
+                                          == str(info["root_hash"])[:32])
+    return info

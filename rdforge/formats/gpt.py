@@ -1,6 +1,7 @@
 """GUID partition tables (UEFI specification, chapter 5): protective MBR, primary and backup
-header, 128 entries of 128 bytes, 512-byte sectors. Writing only; the layout is computed from
-the partitions' sizes so that the same inputs give the same bytes."""
+header, 128 entries of 128 bytes, 512-byte sectors. The layout is computed from the
+partitions' sizes so that the same inputs give the same bytes; read_table reads a primary
+table back (any entry count and size the header gives), checking both CRCs."""
 
 from __future__ import annotations
 
@@ -111,3 +112,54 @@ def write_table(out: BinaryIO, placed: list[Placed], total: int, disk: uuidlib.U
     out.write(entries)
     out.write(_header(last, 1, first_usable, last_usable, disk, last - ENTRY_SECTORS, ecrc))
     out.truncate(total)
+
+
+@dataclass(frozen=True)
+class TableEntry:
+    type_uuid: uuidlib.UUID
+    uuid: uuidlib.UUID
+    name: str
+    first_lba: int
+    last_lba: int
+    attributes: int
+
+    @property
+    def offset(self) -> int:
+        return self.first_lba * SECTOR
+
+    @property
+    def size(self) -> int:
+        return (self.last_lba - self.first_lba + 1) * SECTOR
+
+
+def read_table(data: bytes, what: str = "disk image") -> tuple[uuidlib.UUID, list[TableEntry]]:
+    """The disk GUID and the used entries of a primary GPT (512-byte sectors)."""
+    if len(data) < 2 * SECTOR or data[SECTOR:SECTOR + 8] != b"EFI PART":
+        raise FormatError(f"{what}: no GUID partition table (no 'EFI PART' at sector 1)")
+    (_sig, _rev, hsize, hcrc, _r, my_lba, _alt, _fu, _lu, disk, elba, count, esize,
+     ecrc) = HEADER.unpack_from(data, SECTOR)
+    if not HEADER.size <= hsize <= SECTOR or my_lba != 1:
+        raise FormatError(f"{what}: GPT header size {hsize} or position {my_lba} is invalid")
+    head = bytearray(data[SECTOR:SECTOR + hsize])
+    head[16:20] = b"\0\0\0\0"
+    if zlib.crc32(head) != hcrc:
+        raise FormatError(f"{what}: GPT header checksum mismatch")
+    if esize < ENTRY.size or esize % 8 or count > 1024 or elba < 2:
+        raise FormatError(f"{what}: GPT entry array ({count} of {esize} bytes) is invalid")
+    start = elba * SECTOR
+    table = data[start:start + count * esize]
+    if len(table) != count * esize:
+        raise FormatError(f"{what}: GPT entry array lies past the end of the image")
+    if zlib.crc32(table) != ecrc:
+        raise FormatError(f"{what}: GPT entry array checksum mismatch")
+    out: list[TableEntry] = []
+    for i in range(count):
+        t, u, first, last, attrs, name = ENTRY.unpack_from(table, i * esize)
+        if t == bytes(16):
+            continue
+        if last < first:
+            raise FormatError(f"{what}: GPT entry {i + 1} ends before it starts")
+        out.append(TableEntry(uuidlib.UUID(bytes_le=t), uuidlib.UUID(bytes_le=u),
+                              name.decode("utf-16-le", "replace").split("\0")[0], first, last,
+                              attrs))
+    return uuidlib.UUID(bytes_le=disk), out

@@ -225,11 +225,23 @@ def signers(data: bytes) -> list[str]:
         raise FormatError(f"malformed PE certificate table ({type(e).__name__})") from None
 
 
-def _signers(data: bytes) -> list[str]:
+def pkcs7_signers(blob: bytes) -> list[str]:
+    """The subjects of the certificates a PKCS#7 SignedData (DER) carries; an unreadable
+    one is named so, never raised."""
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives.serialization import pkcs7
     from cryptography.x509 import InvalidVersion
 
+    try:
+        with warnings.catch_warnings():  # Authenticode's SpcIndirectData is not plain DER data
+            warnings.simplefilter("ignore")
+            certs = pkcs7.load_der_pkcs7_certificates(blob)
+        return [c.subject.rfc4514_string() for c in certs]
+    except (ValueError, UnsupportedAlgorithm, InvalidVersion):
+        return ["(unreadable signature)"]
+
+
+def _signers(data: bytes) -> list[str]:
     pe = PE.parse(data)
     off, size = pe.security
     out: list[str] = []
@@ -238,12 +250,6 @@ def _signers(data: bytes) -> list[str]:
         length, _rev, _type = struct.unpack_from("<IHH", data, off)
         if length < 8:
             break
-        try:
-            with warnings.catch_warnings():  # Authenticode's SpcIndirectData is not plain DER data
-                warnings.simplefilter("ignore")
-                certs = pkcs7.load_der_pkcs7_certificates(bytes(data[off + 8:off + length]))
-            out += [c.subject.rfc4514_string() for c in certs]
-        except (ValueError, UnsupportedAlgorithm, InvalidVersion):
-            out.append("(unreadable signature)")
+        out += pkcs7_signers(bytes(data[off + 8:off + length]))
         off += _up(length, 8)
     return out

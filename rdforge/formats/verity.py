@@ -46,9 +46,12 @@ def superblock(p: VerityParams, data_blocks: int) -> bytes:
 
 
 def parse_superblock(raw: bytes) -> tuple[VerityParams, int]:
+    if len(raw) < SUPERBLOCK.size:
+        raise FormatError("not a dm-verity version 1 superblock (too short)")
     (sig, version, hash_type, uid, alg, dbs, hbs, blocks, salt_size, _p1, salt,
-     _p2) = SUPERBLOCK.unpack(raw[:512])
-    if sig != SIGNATURE or version != 1 or hash_type != 1:
+     _p2) = SUPERBLOCK.unpack(raw[:SUPERBLOCK.size])
+    if sig != SIGNATURE or version != 1 or hash_type != 1 or salt_size > 256 \
+            or not alg.rstrip(b"\0").isascii():
         raise FormatError("not a dm-verity version 1 superblock")
     return (VerityParams(salt[:salt_size], uuidlib.UUID(bytes=uid),
                          alg.rstrip(b"\0").decode(), dbs, hbs), blocks)

@@ -98,11 +98,34 @@ def inspect_pe(path: Path) -> dict[str, object]:
     return info
 
 
+def inspect_ddi(path: Path) -> dict[str, object]:
+    """A system or configuration extension (or any DDI): partitions, verity, signer."""
+    from rdforge.formats import ddi
+
+    if path.stat().st_size > MAX_IMAGE:
+        raise FormatError(f"{path}: larger than {MAX_IMAGE >> 20} MiB")
+    info = ddi.describe(path.read_bytes(), str(path))
+    lines = [f"{path}: disk image (GPT), {path.stat().st_size} bytes"]
+    for p in info["partitions"]:  # type: ignore[attr-defined]
+        lines.append(f"  {p['role']:<20} {p['size']:>11}  {p['name']}  uuid {p['uuid']}")
+    if "root_hash" in info:
+        lines.append(f"  root hash: {info['root_hash']}")
+        lines.append("  signed by: " + ", ".join(info["signed_by"]))  # type: ignore[arg-type]
+    else:
+        lines.append("  signed by: nobody (no verity-sig partition)")
+    info["summary_lines"] = lines
+    info["path"] = str(path)
+    return info
+
+
 def inspect_image(path: Path, check: bool = False) -> dict[str, object]:
     try:
         with open(path, "rb") as f:
-            if f.read(2) == b"MZ":
-                return inspect_pe(path)
+            head = f.read(520)
+        if head[:2] == b"MZ":
+            return inspect_pe(path)
+        if head[512:520] == b"EFI PART":
+            return inspect_ddi(path)
     except OSError as err:
         raise FormatError(f"{path}: {err.strerror}") from None
     tree, segs = read_initrd(path)

@@ -114,3 +114,44 @@ def test_signed_ddi_layout_verity_and_signature(tmp_path: Path) -> None:
     # Same input, same bytes (signature included: RSA PKCS#1 v1.5 without signed attributes).
     ddi.make_ddi(fs, tmp_path / "y.raw", "x", "x86-64", signer)
     assert (tmp_path / "y.raw").read_bytes() == raw
+
+
+def test_inspect_reads_a_signed_ddi_as_sfdisk_and_veritysetup_do(tmp_path: Path) -> None:
+    """`rdforge inspect` of a sysext: its partitions as sfdisk reads them, its verity
+    parameters as `veritysetup dump` reads them, and its signer."""
+    from rdforge.outputs.inspect import inspect_image
+
+    fs = tmp_path / "fs.img"
+    fs.write_bytes(os.urandom(20 * 4096))
+    key, cert = genkey("Test Vendor", tmp_path / "keys")
+    out = tmp_path / "tools.raw"
+    res = ddi.make_ddi(fs, out, "tools", "x86-64", load_signing_key(key, cert))
+    info = inspect_image(out)
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(out)], capture_output=True,
+                                      text=True, check=True).stdout)["partitiontable"]
+    assert info["disk_uuid"] == table["id"].lower()
+    parts = info["partitions"]
+    assert isinstance(parts, list)
+    assert [(p["uuid"], p["name"], p["offset"] // 512, p["size"] // 512) for p in parts] == [
+        (t["uuid"].lower(), t["name"], t["start"], t["size"]) for t in table["partitions"]]
+    assert [p["role"] for p in parts] == ["root-x86-64", "root-x86-64-verity",
+                                          "root-x86-64-verity-sig"]
+    assert info["root_hash"] == res.root_hash and info["uuid_matches_root_hash"] is True
+    assert info["signed_by"] == ["CN=Test Vendor"]
+    raw = out.read_bytes()
+    hashpart = tmp_path / "h"
+    hashpart.write_bytes(raw[parts[1]["offset"]:parts[1]["offset"] + parts[1]["size"]])
+    dump = subprocess.run(["veritysetup", "dump", str(hashpart)], capture_output=True,
+                          text=True, check=True).stdout
+    fields = dict(line.split(":", 1) for line in dump.splitlines() if ":" in line)
+    v = info["verity"]
+    assert isinstance(v, dict)
+    assert fields["Hash algorithm"].strip() == v["algorithm"]
+    assert int(fields["Data blocks"]) == v["data_blocks"] == 20
+    assert fields["Salt"].strip() == v["salt"]
+    # A damaged table is one clear error, not a wrong answer.
+    bad = bytearray(raw)
+    bad[1024 + 40] ^= 1  # inside the first partition entry
+    (tmp_path / "bad.raw").write_bytes(bytes(bad))
+    with pytest.raises(Exception, match="GPT entry array checksum mismatch"):
+        inspect_image(tmp_path / "bad.raw")

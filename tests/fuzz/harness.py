@@ -471,6 +471,45 @@ def t_keys(data: bytes) -> None:
                 pass
 
 
+def _ddi_seed() -> list[bytes]:
+    """A signed DDI as `rdforge sysext` makes them (a small random file system)."""
+    from rdforge.formats import ddi
+    from rdforge.keys import genkey, load_signing_key
+
+    with tempfile.TemporaryDirectory(prefix="rdforge-fuzz-ddi-") as d:
+        key, cert = genkey("rdforge fuzz", Path(d), bits=2048)
+        fs = Path(d, "fs.img")
+        fs.write_bytes(random.Random(7).randbytes(8 * 4096))
+        ddi.make_ddi(fs, Path(d, "x.raw"), "x", "x86-64", load_signing_key(key, cert))
+        return [Path(d, "x.raw").read_bytes()]
+
+
+def t_ddi(data: bytes) -> None:
+    """The GPT reader and the DDI description (verity superblock, verity-sig JSON, PKCS#7),
+    as `rdforge inspect` reads a sysext."""
+    import struct
+    import zlib
+
+    from rdforge.formats import ddi, gpt
+
+    try:
+        ddi.describe(data, "fuzz")
+    finally:
+        # Again with both checksums made right, so that mutations of the table's fields
+        # and of the partitions reach the readers past the CRC checks.
+        fixed = bytearray(data)
+        if len(fixed) >= 1024 and fixed[512:520] == b"EFI PART":
+            hsize, = struct.unpack_from("<I", fixed, 524)
+            elba, count, esize = struct.unpack_from("<QII", fixed, 512 + 72)
+            if 92 <= hsize <= 512 and count * esize < 1 << 20 and elba < 1 << 20:
+                table = bytes(fixed[elba * 512:elba * 512 + count * esize])
+                struct.pack_into("<I", fixed, 512 + 88, zlib.crc32(table))
+                struct.pack_into("<I", fixed, 512 + 16, 0)
+                struct.pack_into("<I", fixed, 512 + 16, zlib.crc32(fixed[512:512 + hsize]))
+        assert gpt.SECTOR == 512
+        ddi.describe(bytes(fixed), "fuzz")
+
+
 # Targets that run an outside program per input run fewer inputs in the suite.
 ITERATIONS = {"signed-index": 300}
 
@@ -495,6 +534,7 @@ def targets() -> dict[str, tuple[Callable[[bytes], object], Callable[[], list[by
         "repomd": (t_repomd, lambda: [REPOMD_SEED]),
         "primary": (t_primary, lambda: [PRIMARY_SEED]),
         "release": (t_release, lambda: [RELEASE_SEED]),
+        "gpt-ddi": (t_ddi, _ddi_seed),
         "signed-index": (t_signed_index, _signed_index_seeds),
         "pkcs7": (t_pkcs7, lambda: [_pki()["detached"]]),
         "keys": (t_keys, lambda: [_pki()["cert"], _pki()["der"], _pki()["key"]]),
