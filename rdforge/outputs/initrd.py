@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -383,7 +384,7 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
                      for x in sorted(pkgs + b.firmware_used + microcode_pkgs, key=lambda x: x.name)],
         "kernel_package": {"name": kernel.name, "version": kernel.version,
                            "sha256": kernel.sha256} if kernel else None,
-        "modules": [m.path for m in mods],
+        "modules": image_modules(b.tree, kver),
         "firmware_missing": missing_fw,
         "microcode": ucode or None,
         "pruned": {k: {"files": v[0], "bytes": v[1]} for k, v in sorted(b.pruner.dropped.items())},
@@ -414,6 +415,14 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     timings["total"] = total
     return BuildResult(out, len(image), sha, pkgs, kver, len(mods), len(b.tree), manifest, timings,
                        build_warnings(mods, missing_fw, b.policy.report(), rep.warnings))
+
+
+def image_modules(tree: Tree, kver: str) -> list[str]:
+    """The module files as the image holds them (most decompressed: .ko, not the package's
+    .ko.xz), relative to usr/lib/modules/KVER, so manifest and image compare."""
+    base = f"usr/lib/modules/{kver}/"
+    return sorted(p[len(base):] for p, e in tree.entries.items()
+                  if p.startswith(base) and e.kind == FILE and re.search(r"\.ko(\.\w+)?$", p))
 
 
 def microcode_index_config(cfg: Config) -> Config:

@@ -52,6 +52,9 @@ def test_static_check_passes_and_manifest_lists_packages(default_build: Path) ->
     assert all(len(p["sha256"]) == 64 for p in m["packages"])
     assert m["pruned"]["usr/share/doc/*"]["bytes"] > 1_000_000
     assert len(m["modules"]) > 200
+    # The modules as the image holds them (decompressed), so manifest and image compare.
+    in_image = {e.name for e in cpio.read(compress.decompress(default_build.read_bytes()))[0]}
+    assert all(f"usr/lib/modules/{m['kernel_version']}/{p}" in in_image for p in m["modules"])
 
 
 def test_image_is_small(default_build: Path) -> None:
