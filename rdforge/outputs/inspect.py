@@ -44,7 +44,10 @@ def parse_initrd(buf: bytes, path: Path) -> tuple[Tree, list[dict[str, object]]]
     segs: list[dict[str, object]] = []
     for off, seg in cpio.segments(buf):
         algo = compress.detect(seg)
-        raw = compress.decompress(seg) if algo != "none" else seg
+        try:
+            raw = compress.decompress(seg) if algo != "none" else seg
+        except FormatError as err:
+            raise FormatError(f"{path}: segment at byte {off}: {err}") from None
         pos = 0
         while pos < len(raw) and raw[pos:pos + 5] == b"07070":
             entries, pos = cpio.read(raw, pos)
