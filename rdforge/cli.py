@@ -230,9 +230,12 @@ def parser() -> argparse.ArgumentParser:
                    "--show: the credential file)")
     c.add_argument("--value", help="the credential's value")
     c.add_argument("--value-from-file", metavar="FILE", help="read the value from FILE")
-    c.add_argument("--encrypt", default="null", choices=["null", "host", "tpm2", "host+tpm2"],
+    c.add_argument("--encrypt", default="null",
+                   choices=["null", "host", "tpm2", "host+tpm2", "auto"],
                    help="key: null (integrity only, for machines without TPM), host, tpm2 "
-                   "(sealed to the TPM's storage key), host+tpm2")
+                   "(sealed to the TPM's storage key), host+tpm2, or auto: the strongest the "
+                   "target's facts given here allow (its TPM by --tpm2-device or "
+                   "--tpm2-primary, its --host-secret), as systemd-creds picks on a machine")
     c.add_argument("--tpm2-device", metavar="DEV", help="the TPM to seal to: /dev/tpmrm0 "
                    "(default) or swtpm:path=SOCKET")
     c.add_argument("--tpm2-primary", metavar="FILE", help="seal without the TPM, to the storage "

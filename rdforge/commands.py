@@ -196,6 +196,10 @@ def cmd_credential(ns: argparse.Namespace) -> int:
             raise ConfigError(f"--value-from-file {ns.value_from_file}: {e.strerror}") from None
         if data.endswith(b"\n") and data.count(b"\n") == 1:
             data = data[:-1]  # a one-line file (a password hash, a key): not its newline
+    if ns.encrypt == "auto":
+        tpm = bool(ns.tpm2_device or ns.tpm2_primary)
+        ns.encrypt = ("host+tpm2" if tpm and secret else "tpm2" if tpm else
+                      "host" if secret else "null")
     kind = {"null": creds.KEY_NULL, "host": creds.KEY_HOST, "tpm2": creds.KEY_TPM2,
             "host+tpm2": creds.KEY_HOST_TPM2}[ns.encrypt]
     if kind in (creds.KEY_HOST, creds.KEY_HOST_TPM2) and secret is None:

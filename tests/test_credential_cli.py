@@ -47,3 +47,19 @@ def test_bad_tpm_input_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
         assert r.returncode == 1 and msg in r.stderr, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1
         assert not out.exists()
+
+
+def test_encrypt_auto_picks_the_strongest_key_the_targets_facts_allow(tmp_path: Path) -> None:
+    (tmp_path / "srk").write_bytes(SRK)
+    (tmp_path / "secret").write_bytes(bytes(range(16)) * 257)  # credential.secret's size
+    pcr = ["--tpm2-pcrs", "7:sha256=" + "00" * 32]
+    cases = [([], creds.KEY_NULL),
+             (["--host-secret", str(tmp_path / "secret")], creds.KEY_HOST),
+             (["--tpm2-primary", str(tmp_path / "srk"), *pcr], creds.KEY_TPM2),
+             (["--tpm2-primary", str(tmp_path / "srk"), *pcr, "--host-secret",
+               str(tmp_path / "secret")], creds.KEY_HOST_TPM2)]
+    for i, (args, key) in enumerate(cases):
+        out = tmp_path / f"{i}.cred"
+        r = _cli("credential", "x", "--value", "v", "--encrypt", "auto", *args, "-o", str(out))
+        assert r.returncode == 0, r.stderr
+        assert creds.unarmor(out.read_bytes())[:16] == key.bytes, args

@@ -72,7 +72,8 @@ def host_key(secret_file_content: bytes) -> bytes:
     """The host secret from a credential.secret file (16-byte hashed machine id, then 4096
     bytes of secret)."""
     if len(secret_file_content) != 16 + HOST_SECRET_SIZE:
-        raise CredentialError(f"a host credential secret is {16 + HOST_SECRET_SIZE} bytes, not "
+        raise CredentialError(f"a host credential secret (credential.secret) is "
+                              f"{16 + HOST_SECRET_SIZE} bytes; this one is "
                               f"{len(secret_file_content)}")
     return secret_file_content[16:]
 
