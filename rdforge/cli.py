@@ -65,6 +65,13 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="print the differences as JSON")
     d.set_defaults(func=commands.cmd_diff)
 
+    x = sub.add_parser("explain", help="why a path is in an initrd or UKI (the package or "
+                       "fix-up, and the rule that pulled it in), or why it is not")
+    x.add_argument("image", help="an initrd or UKI rdforge built (its manifest beside it)")
+    x.add_argument("path", help="a path inside the image, e.g. /usr/lib/modules/KVER/.../dm-crypt.ko")
+    x.add_argument("--json", action="store_true", help="print the answer as JSON")
+    x.set_defaults(func=commands.cmd_explain)
+
     v = sub.add_parser("boot", help="boot an initrd in qemu and assert on the console")
     v.add_argument("--initrd", help="the initrd to boot with the kernel")
     v.add_argument("--uki", help="boot this Unified Kernel Image with UEFI firmware (OVMF)")

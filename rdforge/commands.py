@@ -68,6 +68,14 @@ def cmd_diff(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(ns: argparse.Namespace) -> int:
+    from rdforge.outputs.explain import explain, explain_lines
+
+    d = explain(Path(ns.image), ns.path)
+    print(json.dumps(d, indent=1) if ns.json else "\n".join(explain_lines(d)))
+    return 0
+
+
 def _forward(spec: str) -> tuple[int, int]:
     host, sep, guest = spec.partition(":")
     if not (sep and host.isdigit() and guest.isdigit()):

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from rdforge.config import Config, profile
 from rdforge.errors import CheckError, ConfigError, KernelError, RdforgeError
-from rdforge.formats import compress, cpio
 from rdforge.fsutil import discard, read_local_file, stage
-from rdforge.outputs import microcode
+from rdforge.outputs import explain, microcode
+from rdforge.outputs.image import archive, one_malloc_arena, release_freed_memory
 from rdforge.outputs.report import build_warnings
 from rdforge.progress import Progress
 from rdforge.sources import lock as lockfile
@@ -69,6 +69,9 @@ class Builder:
         self.lock: lockfile.Lock | None = None  # the lock a --locked build reads
         self.firmware_used: list[Package] = []
         self.trees: dict[str, dict[str, object]] = {}  # what each package gave, for the lock
+        self.why: dict[str, tuple[str, str]] = {}  # package -> (pulled in by, rule)
+        self.module_why: dict[str, tuple[str, str]] = {}
+        self.firmware_for: dict[str, list[str]] = {}  # firmware path -> the modules naming it
         # The kernel package, the largest download by far, is fetched in the background while
         # the rest is unpacked. (Indexing it there too would be faster still, but its
         # decompressor's memory would then add to the unpacking's, and peak memory with it.)
@@ -136,6 +139,7 @@ class Builder:
                 raise RdforgeError(f"{lock}: locked for {lk.release}/{lk.arch}, "
                                    f"not {cfg.release}/{cfg.arch}")
             self.lock = lk
+            self.why = dict(lk.why)
             self.p.phase("packages", f"{len(lk.packages)} pinned by {lock}")
             if not cfg.kernel_version or (lk.kernel and lk.kernel.name.endswith(cfg.kernel_version)):
                 self.prefetch_kernel(lk.kernel)
@@ -145,7 +149,8 @@ class Builder:
                      + (f" ({cfg.mirror})" if cfg.mirror else ""))
         src = open_backend(microcode_index_config(cfg) if cfg.microcode != "none" else cfg)
         self.p.phase("resolve", " ".join(cfg.package_set))
-        pkgs = src.resolve(cfg.package_set)
+        res = src.resolve(cfg.package_set)
+        pkgs, self.why = res.packages, dict(res.why)
         kernel = None
         if not cfg.modules_dir and cfg.modules != "none":
             kernel = src.kernel()
@@ -153,9 +158,14 @@ class Builder:
         self.p.phase("fetch+unpack", f"{len(pkgs)} packages")
         self.unpack(pkgs)
 
-        def add(names: list[str]) -> None:
-            self.p.info(f"dlopen() libraries: adding {', '.join(names)}")
-            self.unpack(src.resolve(sorted(set(cfg.package_set) | set(names) | set(self.unpacked))))
+        def add(reasons: dict[str, str]) -> None:
+            self.p.info(f"dlopen() libraries: adding {', '.join(reasons)}")
+            more = src.resolve(sorted(set(cfg.package_set) | set(reasons) | set(self.unpacked)))
+            for q in more.packages:
+                if q.name not in self.why:
+                    self.why[q.name] = ("", reasons[q.name]) if q.name in reasons \
+                        else more.why[q.name]
+            self.unpack(more.packages)
 
         follow_dlopen(self.tree, cfg.dlopen_features, src.package_for_soname,
                       lambda n: n in self.unpacked or n in cfg.remove_packages, add,
@@ -190,12 +200,16 @@ class Builder:
                 raise KernelError("--modules host-only: neither /proc/modules nor /sys/devices "
                                   "can be read here; use the generic profile")
             self.p.info(f"host-only: {len(found)} modules from {', '.join(sources)}")
-            mods = kmods.select(kidx, (), tuple(sorted(found)) + tuple(cfg.add_modules),
-                                tuple(cfg.exclude_modules))
+            mods = kmods.select(kidx, (), tuple(cfg.add_modules) + tuple(sorted(found)),
+                                tuple(cfg.exclude_modules), self.module_why,
+                                "host-only: this machine uses it")
+            self.module_why.update({n: ("", "named in add_modules") for n in
+                                    (m.replace("-", "_") for m in cfg.add_modules)
+                                    if n in self.module_why})
             plain = kmods.plain_matcher(("*",))  # this machine's: all of them load
         else:
             mods = kmods.select(kidx, kmods.GENERIC_MODULES, tuple(cfg.add_modules),
-                                tuple(cfg.exclude_modules))
+                                tuple(cfg.exclude_modules), self.module_why)
             plain = kmods.plain_matcher(kmods.PLAIN_MODULES)
         self.p.phase("modules", f"{len(mods)} modules for {kidx.kver}")
         try:
@@ -233,6 +247,18 @@ class Builder:
             assert self.lock is not None
             return self._pinned(self.lock.microcode, names, "microcode")
         return [self._candidate(src, n, "microcode package") for n in names]
+
+    def package_reasons(self, kernel: Package | None, micro: list[Package]) -> explain.Why:
+        """Why each package is in the image: the resolver's reasons (or the lock's), and the
+        settings that name the kernel, firmware and microcode packages."""
+        why = {n: w for n, w in self.why.items() if n in self.unpacked}
+        why |= {p.name: ("", "firmware_packages: firmware files included modules name")
+                for p in self.firmware_used}
+        why |= {p.name: ("", f"microcode = {self.cfg.microcode}: the early microcode")
+                for p in micro}
+        if kernel is not None:
+            why[kernel.name] = ("", "the kernel: its modules")
+        return why
 
     def _pinned(self, pinned: list[Package], names: list[str], what: str) -> list[Package]:
         by_name = {p.name: p for p in pinned}
@@ -293,6 +319,8 @@ class Builder:
                     self.tree.add(f"usr/lib/firmware/{name}{suffix}",
                                   Entry(FILE, 0o644, data=e.data, package=e.package))
                     self.pkg_bytes[e.package] = self.pkg_bytes.get(e.package, 0) + len(e.data)
+                    self.firmware_for[f"usr/lib/firmware/{name}{suffix}"] = sorted(
+                        m.name for m in mods if name in m.firmware)
                     break
             else:
                 missing.append(name)
@@ -302,7 +330,7 @@ class Builder:
     def local_files(self) -> None:
         for dest, src in sorted(self.cfg.files.items()):
             data, mode = read_local_file(Path(src), "extra file")
-            self.tree.add(dest.lstrip("/"), Entry(FILE, mode, data=data, package="config"))
+            self.tree.add(dest.lstrip("/"), Entry(FILE, mode, data=data, package="config: files"))
         for i, cert in enumerate(self.cfg.trust):
             try:
                 data = Path(cert).read_bytes()
@@ -311,7 +339,7 @@ class Builder:
             if b"-----BEGIN CERTIFICATE-----" not in data:
                 raise RdforgeError(f"certificate {cert}: not a PEM X.509 certificate")
             self.tree.add_file(f"etc/verity.d/rdforge-{i}-{Path(cert).stem}.crt", data,
-                               package="config")
+                               package="config: trust")
 
 
 def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
@@ -332,30 +360,47 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     del src
     release_freed_memory()
     p.phase("fix-ups", "init, release files, users, ld.so.cache")
-    fixups.base_layout(b.tree)
-    os_release = fixups.release_files(b.tree, {})
-    fixups.users_and_groups(b.tree)
-    b.policy.settle_owners(b.tree)
-    fixups.enable_sysext(b.tree, cfg.sysext_image_policy)
+    t = b.tree
+    with t.made_by("fix-up: base layout"):
+        fixups.base_layout(t)
+    with t.made_by("fix-up: release files"):
+        os_release = fixups.release_files(t, {})
+    with t.made_by("fix-up: users and groups"):
+        fixups.users_and_groups(t)
+    b.policy.settle_owners(t)
+    with t.made_by("fix-up: system extensions"):
+        fixups.enable_sysext(t, cfg.sysext_image_policy)
     b.local_files()
-    kver, mods = b.kernel(kernel)
+    with t.made_by("kernel"):
+        kver, mods = b.kernel(kernel)
     release_freed_memory()  # what indexing a new kernel package used
-    static_nodes = fixups.static_nodes(b.tree, kver)
-    not_started = fixups.boot_path(b.tree)
-    fixups.fs_module_rule(b.tree)
-    dropins = fixups.boot_order(b.tree)
-    keymap, storage_done = host_only(b.tree, cfg.keymap) if cfg.modules == "host-only" \
-        else (cfg.keymap, [])
-    storage_done += storage.storage_stacks(b.tree)
-    storage_done += console_keymap(b.tree, keymap)
+    with t.made_by("fix-up: boot path"):
+        static_nodes = fixups.static_nodes(t, kver)
+        not_started = fixups.boot_path(t)
+        fixups.fs_module_rule(t)
+        dropins = fixups.boot_order(t)
+    with t.made_by("fix-up: host-only storage"):
+        keymap, storage_done = host_only(t, cfg.keymap) if cfg.modules == "host-only" \
+            else (cfg.keymap, [])
+    with t.made_by("fix-up: storage stacks"):
+        storage_done += storage.storage_stacks(t)
+    with t.made_by("fix-up: console keymap"):
+        storage_done += console_keymap(t, keymap)
     missing_fw = b.firmware(mods, firmware_pkgs)
     pkgs = sorted(b.unpacked.values(), key=lambda x: x.name)
-    keep = dlopen_wants(b.tree, cfg.dlopen_features) | KEEP_SONAMES
+    keep = set(dlopen_wants(b.tree, cfg.dlopen_features)) | KEEP_SONAMES
     if "tpm" in cfg.dlopen_features:
         keep |= TPM_TCTI
+    owners = {k: e.package for k, e in b.tree.entries.items()}
     dead_libs = gc_libraries(b.tree, fixups.LIBDIRS, keep)
     dangling = fixups.drop_dangling(b.tree)
-    nlibs = fixups.ld_so_cache(b.tree)
+    left_out = {k: (f"removed by the prune pattern {pat} (the keep setting brings it back)", pkg)
+                for k, (pat, pkg) in b.pruner.paths.items()}
+    left_out |= {k: ("an unused shared library: nothing in the image links or dlopen()s it",
+                     owners.get(k, "")) for k in dead_libs}
+    left_out |= {k: ("a symlink to nothing in the image", owners.get(k, "")) for k in dangling}
+    with t.made_by("fix-up: ld.so.cache"):
+        nlibs = fixups.ld_so_cache(b.tree)
     p.phase("check", f"{len(b.tree)} paths, {nlibs} libraries in ld.so.cache")
     rep = check.check_tree(b.tree)
     if not rep.ok:
@@ -400,13 +445,17 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
                            if b.installed else None),
         "static_device_nodes": static_nodes,
         "check_warnings": rep.warnings,
+        "explain": explain.record(b.tree, b.package_reasons(kernel, microcode_pkgs),
+                                  b.module_why, b.firmware_for, left_out),
     }
     p.phase("write", str(out))
     files = [(out, image), (out.with_name(out.name + ".manifest.json"),
                             (json.dumps(manifest, indent=1) + "\n").encode())]
     if not cfg.locked:  # a locked build reads its lock and never writes it
         lock_bytes = lockfile.Lock(cfg.release, cfg.arch, pkgs, kernel, b.firmware_used,
-                                   microcode_pkgs, b.trees, b.backend).to_json().encode()
+                                   microcode_pkgs, b.trees, b.backend,
+                                   {q.name: b.why[q.name] for q in pkgs if q.name in b.why}
+                                   ).to_json().encode()
         if _read_or_none(lock_path(cfg)) != lock_bytes:
             files.append((lock_path(cfg), lock_bytes))
     commit_together(files)
@@ -480,91 +529,3 @@ def source_date_epoch(newest: int) -> int:
     except ValueError:
         raise ConfigError(f"SOURCE_DATE_EPOCH={env!r} is not a number of seconds") from None
     return check_epoch(value, "SOURCE_DATE_EPOCH")
-
-
-def one_malloc_arena() -> None:
-    """Have glibc serve all threads from one heap. By default each thread that allocates
-    (downloads, module parsing) gets a heap of its own, which keeps what it freed: a cold
-    build peaked ~60 MiB higher for it. The threads here mostly wait on I/O or work in C
-    with the interpreter lock released; one heap costs them nothing measurable."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-8, 1)  # M_ARENA_MAX
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
-
-
-def release_freed_memory() -> None:
-    """Hand memory that was freed back to the system (glibc keeps it otherwise), so the
-    peak while compressing is not the index's old space plus the compressor's."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
-
-
-COMPRESSED_KEEP = 8  # images kept in the compression cache
-
-
-class _Digest:
-    """A cpio sink that only hashes and counts what is written."""
-
-    def __init__(self) -> None:
-        self.h = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes, /) -> None:
-        self.h.update(data)
-        self.size += len(data)
-
-
-def archive(tree: Tree, mtime: int, algo: str, level: int | None) -> tuple[bytes, int]:
-    """The compressed newc archive of the tree and its uncompressed size. The archive is
-    streamed twice, never held whole: once to hash it, and, unless the compression cache
-    has these exact bytes compressed the same way (a rebuild of an unchanged image then skips
-    the slowest step), once into the compressor."""
-    from rdforge.sources.cache import cache_root, drop_derived, read_derived, write_derived
-
-    entries = cpio_entries(tree, mtime)
-    digest = _Digest()
-    cpio.write(digest, entries)
-    digest.h.update(("|" + compress.settings_id(algo, level)).encode())
-    d = cache_root() / "compressed"
-    hit = d / digest.h.hexdigest()
-    data = read_derived(hit)
-    if data is not None:
-        if compress.detect(data) == algo:
-            os.utime(hit)
-            return data, digest.size
-        drop_derived(hit, f"it is not {algo} data")
-    comp = compress.Compressor(algo, level, digest.size)
-    cpio.write(comp, entries)
-    data = comp.finish()
-    write_derived(hit, data)
-    from rdforge.fsutil import sweep_dir_temporaries
-
-    sweep_dir_temporaries(d)
-    kept = [f for f in d.iterdir() if not f.name.endswith(".sha256") and not f.name.startswith(".")]
-    for f in sorted(kept, key=lambda f: f.stat().st_mtime)[:-COMPRESSED_KEEP]:
-        f.unlink(missing_ok=True)
-        f.with_name(f.name + ".sha256").unlink(missing_ok=True)
-    return data, digest.size
-
-
-def cpio_entries(tree: Tree, mtime: int) -> list[cpio.CpioEntry]:
-    """The tree's entries in archive order (sorted by path components), sharing its data."""
-    def key(path: str) -> list[str]:
-        return path.split("/")
-
-    entries = []
-    for path in sorted(tree.entries, key=key):
-        e = tree.entries[path]
-        data = e.data if e.kind == FILE else e.target.encode()
-        entries.append(cpio.CpioEntry(path, e.st_mode, e.uid, e.gid, mtime, data, e.rdev,
-                                      e.link_id or None))
-    return entries

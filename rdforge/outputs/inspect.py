@@ -17,6 +17,11 @@ MAX_IMAGE = 2 << 30
 
 def read_initrd(path: Path) -> tuple[Tree, list[dict[str, object]]]:
     """All segments of an initrd (uncompressed early cpio, then compressed main) as one tree."""
+    return parse_initrd(initrd_bytes(path), path)
+
+
+def initrd_bytes(path: Path) -> bytes:
+    """The bytes of an initrd file, or of the initrd inside a UKI."""
     try:
         st = path.stat()
         if not stat.S_ISREG(st.st_mode):
@@ -34,7 +39,7 @@ def read_initrd(path: Path) -> tuple[Tree, list[dict[str, object]]]:
         if sec is None:
             raise FormatError(f"{path}: a PE image without an .initrd section")
         buf = bytes(sec.data(buf))
-    return parse_initrd(buf, path)
+    return buf
 
 
 def parse_initrd(buf: bytes, path: Path) -> tuple[Tree, list[dict[str, object]]]:

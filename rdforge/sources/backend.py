@@ -13,6 +13,7 @@ package files in formats/ and their members in tree/unpack.package_members, and 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -21,12 +22,21 @@ from rdforge.formats.rpm import Rpm
 from rdforge.sources.archive import Package
 
 
+@dataclass
+class Resolved:
+    """What a resolution chose, and for each package why: (the package whose dependency
+    pulled it in, or "" for one asked for; the rule, as the backend states it)."""
+
+    packages: list[Package]
+    why: dict[str, tuple[str, str]]
+
+
 class Backend(Protocol):
     # Whether dependencies name only linked libraries (rpm's soname Requires): then the
     # libraries that are loaded without a .note.dlopen are asked for too.
     links_only: bool
 
-    def resolve(self, names: list[str]) -> list[Package]:
+    def resolve(self, names: list[str]) -> Resolved:
         """The packages names need, dependencies included, as the backend's rules pick them."""
         ...
 

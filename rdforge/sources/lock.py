@@ -29,6 +29,9 @@ class Lock:
     # builds from installed packages, which dpkg keeps no modes or links of)
     trees: dict[str, dict[str, object]] = field(default_factory=dict)
     backend: str = "apt"  # or "rpm-md" (config.BACKENDS)
+    # package -> (the package whose dependency pulled it in, or ""; the rule): what the
+    # resolver found, kept so that a build from the lock can still explain its image
+    why: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         def rec(p: Package) -> dict[str, object]:
@@ -49,6 +52,8 @@ class Lock:
             data["firmware"] = [rec(p) for p in self.firmware]
         if self.microcode:
             data["microcode"] = [rec(p) for p in self.microcode]
+        if self.why:
+            data["why"] = {n: list(w) for n, w in sorted(self.why.items())}
         text = json.dumps(data, indent=1, sort_keys=False)
         if self.trees:  # one line per member: long, but readable and diffable
             parts = []
@@ -101,10 +106,16 @@ def read(path: Path) -> Lock:
     trees = data.get("trees", {})
     if not isinstance(trees, dict):
         raise LockError(f"{path}: trees must be a table")
+    why = data.get("why", {})
+    if not isinstance(why, dict) or not all(
+            isinstance(w, list) and len(w) == 2 and all(isinstance(x, str) for x in w)
+            for w in why.values()):
+        raise LockError(f"{path}: why must be a table of [pulled in by, rule] pairs")
     return Lock(str(data.get("release", "")), str(data.get("arch", "")), pkgs("packages"),
                 _pkg(kernel, str(path)) if kernel else None, pkgs("firmware"), pkgs("microcode"),
                 {str(k): v for k, v in trees.items() if isinstance(v, dict)},
-                str(data.get("backend", "apt")))
+                str(data.get("backend", "apt")),
+                {str(k): (w[0], w[1]) for k, w in why.items()})
 
 
 def write(path: Path, lock: Lock) -> None:

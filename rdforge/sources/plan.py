@@ -14,6 +14,7 @@ from rdforge.errors import KernelError, ResolveError, SourceError
 from rdforge.formats.deb import DebFile
 from rdforge.sources.aptconf import AptSource, map_to_release, read_host_sources
 from rdforge.sources.archive import Archive, Package, package_from_control
+from rdforge.sources.backend import Resolved
 from rdforge.sources.resolve import Universe, parse_relations, resolve
 from rdforge.sources.version import compare
 
@@ -71,8 +72,12 @@ class AptBackend:
         self.cfg = cfg
         self.source = load_universe(cfg)
 
-    def resolve(self, names: list[str]) -> list[Package]:
-        return resolve_set(self.source.universe, self.cfg, names)
+    def resolve(self, names: list[str]) -> Resolved:
+        res = resolve(self.source.universe, names, exclude=tuple(self.cfg.remove_packages),
+                      prefer=tuple(self.cfg.prefer))
+        return Resolved(res.packages, {p.name: ("", "requested") if res.why[p.name] == "requested"
+                                       else (res.why[p.name], res.rule[p.name])
+                                       for p in res.packages})
 
     def kernel(self) -> Package:
         return kernel_package(self.source.universe, self.cfg)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rdforge.errors import ResolveError
 from rdforge.sources.archive import Package
@@ -109,6 +109,7 @@ class Universe:
 class Resolution:
     packages: list[Package]  # sorted by name
     why: dict[str, str]  # name -> the package (or "requested") that pulled it in
+    rule: dict[str, str] = field(default_factory=dict)  # name -> "Depends: RELATION" that did
 
 
 def resolve(universe: Universe, requested: list[str], exclude: tuple[str, ...] = (),
@@ -126,6 +127,7 @@ def resolve(universe: Universe, requested: list[str], exclude: tuple[str, ...] =
             seq.append(why[seq[-1]])
         return " <- ".join(seq)
 
+    rule: dict[str, str] = {}
     for name in requested:
         rel = parse_relations(name)[0][0]
         opts = universe.options(rel, prefer)
@@ -139,8 +141,8 @@ def resolve(universe: Universe, requested: list[str], exclude: tuple[str, ...] =
 
     while queue:
         pkg = queue.popleft()
-        for field in (pkg.pre_depends, pkg.depends):
-            for alts in parse_relations(field):
+        for kind, text in (("Pre-Depends", pkg.pre_depends), ("Depends", pkg.depends)):
+            for alts in parse_relations(text):
                 if any(universe.matches(r, c) for r in alts for c in _chosen_for(chosen, r)):
                     continue
                 if any(r.name in exclude for r in alts):
@@ -172,8 +174,9 @@ def resolve(universe: Universe, requested: list[str], exclude: tuple[str, ...] =
                     raise ResolveError(f"cannot satisfy {wanted} for {chain(pkg.name)}{extra}")
                 chosen[picked.name] = picked
                 why[picked.name] = pkg.name
+                rule[picked.name] = f"{kind}: {' | '.join(str(r) for r in alts)}"
                 queue.append(picked)
-    return Resolution(sorted(chosen.values(), key=lambda p: p.name), why)
+    return Resolution(sorted(chosen.values(), key=lambda p: p.name), why, rule)
 
 
 def _chosen_for(chosen: dict[str, Package], rel: Relation) -> list[Package]:

@@ -12,6 +12,7 @@ from rdforge.config import Config, profile
 from rdforge.errors import ResolveError
 from rdforge.formats.rpmmd import RpmPackage
 from rdforge.sources.archive import Package
+from rdforge.sources.backend import Resolved
 from rdforge.sources.rpmmd import RpmMdRepo
 from rdforge.sources.rpmresolve import RpmUniverse, resolve
 
@@ -37,10 +38,11 @@ class RpmSource:
         self.repo = repository(cfg)
         self.universe = RpmUniverse(self.repo.packages(), filelists=self.repo.filelists)
 
-    def resolve(self, names: list[str]) -> list[Package]:
+    def resolve(self, names: list[str]) -> Resolved:
         res = resolve(self.universe, names, prefer=tuple(self.cfg.prefer),
                       weak=self.cfg.weak_dependencies)
-        return [record(p, self.repo.base) for p in res.packages]
+        return Resolved([record(p, self.repo.base) for p in res.packages],
+                        {n: (res.why.get(n, ""), r) for n, r in res.rule.items()})
 
     def kernel(self) -> Package:
         name = profile(self.cfg.distribution).kernel_package

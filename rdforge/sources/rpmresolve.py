@@ -51,7 +51,8 @@ def overlaps(a_flags: str, a_evr: str, b_flags: str, b_evr: str) -> bool:
 @dataclass
 class Resolution:
     packages: list[RpmPackage]
-    why: dict[str, str] = field(default_factory=dict)  # name -> "PKG requires DEP"
+    why: dict[str, str] = field(default_factory=dict)  # name -> the package that pulled it in
+    rule: dict[str, str] = field(default_factory=dict)  # name -> "requires DEP", "asked for"
 
 
 class RpmUniverse:
@@ -105,6 +106,11 @@ class _Solver:
         self.u, self.prefer = u, prefer
         self.chosen: dict[str, RpmPackage] = {}
         self.why: dict[str, str] = {}
+        self.rule: dict[str, str] = {}
+
+    def reason(self, name: str) -> str:
+        by = self.why.get(name, "")
+        return f"{by} {self.rule[name]}" if by else self.rule.get(name, "")
 
     def provided(self, a: richdep.Atom) -> list[RpmPackage]:
         return [p for p in self.u.providers(a.name, a.flags, a.evr) if p.name in self.chosen]
@@ -174,11 +180,12 @@ class _Solver:
             raise ResolveError(f"{who} requires {text}, which no package provides")
         return [self.pick(options, "")]
 
-    def add(self, p: RpmPackage, why: str) -> list[RpmPackage]:
+    def add(self, p: RpmPackage, rule: str, by: str = "") -> list[RpmPackage]:
         if p.name in self.chosen:
             return []
         self.chosen[p.name] = p
-        self.why[p.name] = why
+        self.why[p.name] = by
+        self.rule[p.name] = rule
         return [p]
 
 
@@ -224,7 +231,7 @@ def resolve(u: RpmUniverse, names: list[str], prefer: tuple[str, ...] = (),
         if not todo:
             break
     _check_conflicts(s)
-    return Resolution(sorted(s.chosen.values(), key=lambda p: p.name), s.why)
+    return Resolution(sorted(s.chosen.values(), key=lambda p: p.name), s.why, s.rule)
 
 
 def _satisfy(s: _Solver, p: RpmPackage, kind: str, d: Dep) -> list[RpmPackage]:
@@ -237,7 +244,7 @@ def _satisfy(s: _Solver, p: RpmPackage, kind: str, d: Dep) -> list[RpmPackage]:
         if kind != "requires":
             return []
         raise
-    return [q for n in new for q in s.add(n, f"{p.name} {kind} {text}")]
+    return [q for n in new for q in s.add(n, f"{kind} {text}", p.name)]
 
 
 def _check_conflicts(s: _Solver) -> None:
@@ -249,5 +256,5 @@ def _check_conflicts(s: _Solver) -> None:
                         [q for q in s.u.named(d) if q.name in s.chosen])
                 hits = [q for q in hits if q.name != p.name]
                 if hits:
-                    raise ResolveError(f"{p.name} {kind} {hits[0].name} ({s.why[hits[0].name]}); "
+                    raise ResolveError(f"{p.name} {kind} {hits[0].name} ({s.reason(hits[0].name)}); "
                                        f"both are needed")

@@ -29,9 +29,9 @@ def credential_conditions(globs: list[str]) -> list[str]:
 def base_layout(tree: Tree) -> None:
     """Mount points, /dev/console for the kernel's first open, /init -> systemd."""
     for d in ("dev", "proc", "sys", "run", "tmp", "root", "sysroot", "var/tmp", "etc", "mnt"):
-        tree.add(d, Entry(DIR, 0o1777 if d.endswith("tmp") else 0o755, package="rdforge"))
-    tree.add("dev/console", Entry(CHAR, 0o600, rdev=(5, 1), package="rdforge"))
-    tree.add("dev/null", Entry(CHAR, 0o666, rdev=(1, 3), package="rdforge"))
+        tree.add(d, Entry(DIR, 0o1777 if d.endswith("tmp") else 0o755))
+    tree.add("dev/console", Entry(CHAR, 0o600, rdev=(5, 1)))
+    tree.add("dev/null", Entry(CHAR, 0o666, rdev=(1, 3)))
     if tree.get("usr/lib/systemd/systemd") is None:
         raise CheckError("the package set has no usr/lib/systemd/systemd to run as /init")
     tree.add_symlink("init", "usr/lib/systemd/systemd")

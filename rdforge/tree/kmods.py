@@ -337,13 +337,22 @@ def _load(root: Path, idx: Path) -> KernelIndex:
 
 
 def select(kidx: KernelIndex, patterns: tuple[str, ...], names: tuple[str, ...] = (),
-           exclude: tuple[str, ...] = ()) -> list[Module]:
-    """Modules whose path under kernel/ matches a pattern, or named, closed under dependencies."""
+           exclude: tuple[str, ...] = (), why: dict[str, tuple[str, str]] | None = None,
+           named_as: str = "named in add_modules") -> list[Module]:
+    """Modules whose path under kernel/ matches a pattern, or named, closed under
+    dependencies; why (if given) gets the reason for each: the pattern, named_as, or the
+    module whose dependency it is."""
+    reasons: dict[str, tuple[str, str]] = {}
+    for n in names:
+        reasons.setdefault(n.replace("-", "_"), ("", named_as))
+    want = set(reasons)
     rx = _path_regex(patterns) if patterns else None
-    want = {n.replace("-", "_") for n in names}
     for m in kidx.modules.values():
         if rx is not None and rx.match(m.path):
             want.add(m.name)
+            if why is not None and m.name not in reasons:  # which pattern: only when asked
+                pat = next(p for p in patterns if fnmatch.fnmatchcase(m.path, "kernel/" + p))
+                reasons[m.name] = ("", f"generic set: kernel/{pat}")
     unknown = sorted(n for n in want if n not in kidx.modules and n not in kidx.builtin)
     if unknown:
         raise KernelError(f"unknown kernel module(s) for {kidx.kver}: {', '.join(unknown)}")
@@ -356,7 +365,14 @@ def select(kidx: KernelIndex, patterns: tuple[str, ...], names: tuple[str, ...] 
             continue
         chosen.add(n)
         m = kidx.modules[n]
-        todo += [d for d in m.depends + m.softdep_pre + m.softdep_post if d not in excl]
+        for kind, deps in (("depends", m.depends), ("softdep pre", m.softdep_pre),
+                           ("softdep post", m.softdep_post)):
+            for d in deps:
+                if d not in excl:
+                    todo.append(d)
+                    reasons.setdefault(d, (n, kind))
+    if why is not None:
+        why.update({n: reasons[n] for n in sorted(chosen)})
     return sorted((kidx.modules[n] for n in chosen), key=lambda m: m.path)
 
 

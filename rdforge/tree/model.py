@@ -9,6 +9,7 @@ from __future__ import annotations
 import posixpath
 import stat
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from rdforge.errors import FormatError
@@ -53,6 +54,17 @@ class Tree:
     def __init__(self) -> None:
         self.entries: dict[str, Entry] = {}
         self._next_link = 1
+        # who adds entries that name no package: a fix-up, so that `rdforge explain` can say
+        self.maker = "rdforge"
+
+    @contextmanager
+    def made_by(self, maker: str) -> Iterator[None]:
+        """Entries added in the block that name no package are marked as maker's."""
+        outer, self.maker = self.maker, maker
+        try:
+            yield
+        finally:
+            self.maker = outer
 
     def __contains__(self, path: str) -> bool:
         return self.resolve(path, follow=False) in self.entries
@@ -94,6 +106,7 @@ class Tree:
         return self.entries.get(self.resolve(path, follow))
 
     def mkdirs(self, path: str, package: str = "") -> str:
+        package = package or self.maker
         real = self.resolve(path)
         if not real:
             return real
@@ -111,6 +124,8 @@ class Tree:
 
     def add(self, path: str, entry: Entry) -> str:
         """Place entry at path (parents resolved and created); returns the canonical path."""
+        if not entry.package:
+            entry.package = self.maker
         parent, _, name = path.rstrip("/").rpartition("/")
         real_parent = self.mkdirs(parent, entry.package) if parent else ""
         real = f"{real_parent}/{name}" if real_parent else name
@@ -125,10 +140,10 @@ class Tree:
         self.entries[real] = entry
         return real
 
-    def add_file(self, path: str, data: bytes, mode: int = 0o644, package: str = "rdforge") -> str:
+    def add_file(self, path: str, data: bytes, mode: int = 0o644, package: str = "") -> str:
         return self.add(path, Entry(FILE, mode, data=data, package=package))
 
-    def add_symlink(self, path: str, target: str, package: str = "rdforge") -> str:
+    def add_symlink(self, path: str, target: str, package: str = "") -> str:
         return self.add(path, Entry(SYMLINK, 0o777, target=target, package=package))
 
     def remove(self, path: str) -> None:

@@ -105,6 +105,8 @@ class Pruner:
     patterns: tuple[str, ...] = DEFAULT_PRUNE
     keep: tuple[str, ...] = ()
     dropped: dict[str, list[int]] = field(default_factory=dict)  # pattern -> [files, bytes]
+    # path -> (pattern, package): what `rdforge explain` answers for a path not in the image
+    paths: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._re = [(p, re.compile(fnmatch.translate(p))) for p in self.patterns]
@@ -119,10 +121,12 @@ class Pruner:
                 return pat
         return None
 
-    def tally(self, pattern: str, size: int) -> None:
+    def tally(self, pattern: str, size: int, path: str = "", package: str = "") -> None:
         t = self.dropped.setdefault(pattern, [0, 0])
         t[0] += 1
         t[1] += size
+        if path:
+            self.paths.setdefault(path, (pattern, package))
 
 
 def gc_libraries(tree: Tree, libdirs: tuple[str, ...], keep_sonames: set[str]) -> list[str]:

@@ -19,10 +19,11 @@ MERGED_USR = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "
 def new_tree() -> Tree:
     """An empty tree with the merged-/usr layout every current Debian release uses."""
     t = Tree()
-    for d in ("usr/bin", "usr/sbin", "usr/lib", "usr/lib64"):
-        t.mkdirs(d, "rdforge")
-    for link, target in MERGED_USR.items():
-        t.add_symlink(link, target)
+    with t.made_by("rdforge: the merged-/usr layout"):
+        for d in ("usr/bin", "usr/sbin", "usr/lib", "usr/lib64"):
+            t.mkdirs(d)
+        for link, target in MERGED_USR.items():
+            t.add_symlink(link, target)
     return t
 
 
@@ -244,7 +245,7 @@ def unpack_members(tree: Tree, members: list[tuple[tarfile.TarInfo, bytes | None
         pat = pruner.match(name)
         if pat is not None:
             if not ti.isdir():
-                pruner.tally(pat, ti.size)
+                pruner.tally(pat, ti.size, name, package)
             continue
         mode = policy.member(package, name, ti)
         if mode is None:

@@ -50,7 +50,8 @@ def test_newest_candidate_of_allowed_arches_and_versioned_requires() -> None:
                      pkg("app", requires=["lib >= 2.0"])])
     r = resolve(u, ["app"])
     assert [(p.name, p.version) for p in r.packages] == [("app", "1.0"), ("lib", "2.0")]
-    assert r.why["lib"] == "app requires lib GE 2.0"
+    assert (r.why["lib"], r.rule["lib"]) == ("app", "requires lib GE 2.0")
+    assert (r.why["app"], r.rule["app"]) == ("", "asked for")
     u = RpmUniverse([pkg("lib", "1.0"), pkg("app", requires=["lib >= 2.0"])])
     with pytest.raises(ResolveError, match="app requires lib GE 2.0, which no package provides"):
         resolve(u, ["app"])
