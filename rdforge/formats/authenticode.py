@@ -201,11 +201,15 @@ def attach(data: bytes, blob: bytes) -> bytes:
                           "SHA-256 image digest)")
     if signed_digest(blob) != image_digest(bytes(image)):
         raise FormatError("the signature is not over this image (its digest differs)")
+    return certificate_table(bytes(image), pe, blob)
+
+
+def certificate_table(image: bytes, pe: PE, blob: bytes) -> bytes:
+    """image (unsigned, 8-byte padded) with blob as its one WIN_CERTIFICATE, unchecked."""
     cert = struct.pack("<IHH", 8 + len(blob), WIN_CERT_REVISION_2, WIN_CERT_TYPE_PKCS_SIGNED_DATA)
     cert += blob
     cert += b"\0" * (-len(cert) % 8)
-    offset = len(image)
-    image += cert
+    out = bytearray(image + cert)
     sec = pe.opt_offset + OPT_DATA_DIRECTORIES + SECURITY_DIRECTORY * 8
-    struct.pack_into("<II", image, sec, offset, len(cert))
-    return bytes(image)
+    struct.pack_into("<II", out, sec, len(image), len(cert))
+    return bytes(out)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from rdforge.formats.elf import is_elf, modinfo, read_elf
 from rdforge.tree.fixups import LIBDIRS
+from rdforge.tree.kmods import modname
 from rdforge.tree.model import DIR, FILE, SYMLINK, Tree
 
 UNIT_DIRS = ("etc/systemd/system", "usr/lib/systemd/system")
@@ -123,11 +124,6 @@ def check_units(tree: Tree, root_unit: str = "initrd.target") -> list[str]:
     return problems
 
 
-def _module_name(path: str) -> str:
-    """The name modprobe knows a module file by: its base name, '-' as '_'."""
-    return path.rsplit("/", 1)[-1].split(".ko")[0].replace("-", "_")
-
-
 def check_modules(tree: Tree) -> tuple[int, list[str]]:
     """Every module modules.dep lists is there, and so is every module each one's .modinfo
     says it depends on (modules.dep alone misses those: depmod writes an empty dependency
@@ -143,14 +139,14 @@ def check_modules(tree: Tree) -> tuple[int, list[str]]:
         if tree.get(f"{base}/modules.dep.bin") is None:
             problems.append(f"/{base}/modules.dep.bin is missing (modprobe reads only it)")
         builtin = tree.get(f"{base}/modules.builtin")
-        known = {_module_name(line) for line in builtin.data.decode().split()} \
+        known = {modname(line) for line in builtin.data.decode().split()} \
             if builtin is not None and builtin.kind == FILE else set()
         listed: list[str] = []
         for line in dep.data.decode().splitlines():
             mod, _, deps = line.partition(":")
             count += 1
             listed.append(mod)
-            known.add(_module_name(mod))
+            known.add(modname(mod))
             for p in [mod] + deps.split():
                 if tree.get(f"{base}/{p}") is None:
                     problems.append(f"module {p} (listed in modules.dep) is missing")
@@ -160,7 +156,7 @@ def check_modules(tree: Tree) -> tuple[int, list[str]]:
                 continue  # missing (said above), or compressed as a peer's images keep them
             for key, value in modinfo(e.data):
                 wanted = [d for d in value.split(",") if d] if key == "depends" else []
-                problems += [f"module {_module_name(mod)} needs {d.replace('-', '_')} (its "
+                problems += [f"module {modname(mod)} needs {d.replace('-', '_')} (its "
                              ".modinfo depends on it), which is not in the image" for d in wanted
                              if d.replace("-", "_") not in known]
     return count, problems

@@ -423,24 +423,6 @@ def _pki() -> dict[str, bytes]:
     return _PKI
 
 
-def _with_certificate_table(image: bytes, blob: bytes) -> bytes:
-    """image with blob as its certificate table, whatever blob is (no digest check)."""
-    import struct
-
-    from rdforge.formats import authenticode as ac
-    from rdforge.formats.pe import OPT_DATA_DIRECTORIES, PE, SECURITY_DIRECTORY
-
-    pe_ = PE.parse(image)
-    out = bytearray(image + b"\0" * (-len(image) % 8))
-    cert = struct.pack("<IHH", 8 + len(blob), ac.WIN_CERT_REVISION_2,
-                       ac.WIN_CERT_TYPE_PKCS_SIGNED_DATA) + blob
-    at = len(out)
-    out += cert + b"\0" * (-len(cert) % 8)
-    struct.pack_into("<II", out, pe_.opt_offset + OPT_DATA_DIRECTORIES
-                     + SECURITY_DIRECTORY * 8, at, len(out) - at)
-    return bytes(out)
-
-
 def t_pkcs7(data: bytes) -> None:
     """A detached Authenticode signature (PKCS#7 SignedData) as `rdforge sign --attach`
     takes it from a signing service, and as inspect reads it back out of a signed image."""
@@ -450,7 +432,8 @@ def t_pkcs7(data: bytes) -> None:
     try:
         authenticode.attach(image, data)
     finally:
-        pe.describe(_with_certificate_table(image, data))
+        padded = image + b"\0" * (-len(image) % 8)
+        pe.describe(authenticode.certificate_table(padded, pe.PE.parse(image), data))
 
 
 def t_keys(data: bytes) -> None:
