@@ -43,10 +43,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     b.set_defaults(func=commands.cmd_build)
 
-    i = sub.add_parser("inspect", help="what an initrd or UKI contains: a summary, a file "
-                       "list, one file, or all of it extracted")
-    i.add_argument("image", help="an initrd (any segments, also dracut's or mkinitramfs'), or "
-                   "a UKI or addon")
+    i = sub.add_parser("inspect", help="what an initrd, UKI or system extension contains: a "
+                       "summary, a file list, one file, or all of it extracted")
+    i.add_argument("image", help="an initrd (any segments, also dracut's or mkinitramfs'), a "
+                   "UKI or addon, or a sysext/confext DDI")
     i.add_argument("--check", action="store_true", help="run the static check on it")
     what = i.add_mutually_exclusive_group()
     what.add_argument("--list", action="store_true", help="every path with type, mode, owner, "
@@ -58,8 +58,8 @@ def parser() -> argparse.ArgumentParser:
                    "extraction's counts as JSON")
     i.set_defaults(func=commands.cmd_inspect)
 
-    d = sub.add_parser("diff", help="what changed between two initrds or UKIs: packages, "
-                       "files, modules, firmware, UKI sections")
+    d = sub.add_parser("diff", help="what changed between two initrds, UKIs or system "
+                       "extensions: packages, files, modules, firmware, UKI sections, root hash")
     d.add_argument("a", help="the older image")
     d.add_argument("b", help="the newer image")
     d.add_argument("--json", action="store_true", help="print the differences as JSON")

@@ -37,7 +37,7 @@ def cmd_inspect(ns: argparse.Namespace) -> int:
     from rdforge.outputs import inspect
 
     if ns.list or ns.file or ns.extract:
-        tree, _segs = inspect.read_initrd(Path(ns.image))
+        tree = inspect.read_tree(Path(ns.image))
         if ns.file:
             sys.stdout.buffer.write(inspect.file_content(tree, ns.file, Path(ns.image)))
             sys.stdout.buffer.flush()

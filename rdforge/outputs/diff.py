@@ -1,4 +1,5 @@
-"""`rdforge diff A B`: what changed between two initrds (or the initrds inside two UKIs):
+"""`rdforge diff A B`: what changed between two initrds (or the initrds inside two UKIs, or
+two system extensions: their files, root hash, signer and extension-release):
 packages and their versions and sizes (from the manifests the builds wrote beside them), files
 added, removed and changed (content hash, mode, owner, size, link target), kernel modules and
 firmware, and for UKIs the PE sections. The quickest answer to "what changed since the last
@@ -10,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from rdforge.outputs.inspect import read_initrd
+from rdforge.outputs.inspect import is_ddi, read_tree
 from rdforge.tree.model import FILE, SYMLINK, Entry, Tree
 
 
@@ -73,11 +74,30 @@ def _sections(a: bytes, b: bytes) -> dict[str, object]:
             "changed": sorted(n for n in set(ta) & set(tb) if ta[n] != tb[n])}
 
 
+def _extensions(a: Path, b: Path, ta: Tree, tb: Tree) -> dict[str, object]:
+    """What changed in two DDIs' own facts: root hash, signer, extension-release fields."""
+    from rdforge.formats import ddi
+    from rdforge.outputs.ddi_tree import extension_release
+
+    out: dict[str, object] = {}
+    ia, ib = ddi.describe(a.read_bytes(), str(a)), ddi.describe(b.read_bytes(), str(b))
+    for key in ("root_hash", "signed_by"):
+        if ia.get(key) != ib.get(key):
+            out[key] = [ia.get(key), ib.get(key)]
+    ra, rb = extension_release(ta), extension_release(tb)
+    fa, fb = (ra[1] if ra else {}), (rb[1] if rb else {})
+    changed = {k: [fa.get(k), fb.get(k)] for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}
+    if changed:
+        out["extension_release"] = changed
+    return out
+
+
 def diff_images(a: Path, b: Path) -> dict[str, object]:
     """The differences of b against a, as a table (see the module's docstring)."""
-    ta, _ = read_initrd(a)
-    tb, _ = read_initrd(b)
+    ta, tb = read_tree(a), read_tree(b)
     out: dict[str, object] = {"a": str(a), "b": str(b)}
+    if is_ddi(a) and is_ddi(b):
+        out["extension"] = _extensions(a, b, ta, tb)
     pa, pb = _packages(a), _packages(b)
     if pa is not None and pb is not None:
         out["packages"] = {
@@ -119,6 +139,13 @@ def diff_lines(d: dict[str, object]) -> list[str]:
                   for n, v in pk["size_changed"].items() if n not in pk["changed"]]
     else:
         lines.append("  packages: not compared (no IMAGE.manifest.json beside both images)")
+    ext = d.get("extension")
+    if isinstance(ext, dict):
+        for key, label in (("root_hash", "root hash"), ("signed_by", "signed by")):
+            if key in ext:
+                lines.append(f"~ {label} {ext[key][0]} -> {ext[key][1]}")
+        for k, (va, vb) in ext.get("extension_release", {}).items():
+            lines.append(f"~ extension-release {k}: {va or '(unset)'} -> {vb or '(unset)'}")
     sec = d.get("uki_sections")
     if isinstance(sec, dict):
         lines += [f"{c} section {n}" for c, key in (("+", "added"), ("-", "removed"),

@@ -15,6 +15,23 @@ from rdforge.tree.model import CHAR, DIR, FILE, SYMLINK, Entry, Tree
 MAX_IMAGE = 2 << 30
 
 
+def is_ddi(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(520)[512:520] == b"EFI PART"
+    except OSError as err:
+        raise FormatError(f"{path}: {err.strerror}") from None
+
+
+def read_tree(path: Path) -> Tree:
+    """The files of any image inspect reads: an initrd, a UKI's initrd, a DDI's file system."""
+    if is_ddi(path):
+        from rdforge.outputs.ddi_tree import read_ddi
+
+        return read_ddi(path)[0]
+    return read_initrd(path)[0]
+
+
 def read_initrd(path: Path) -> tuple[Tree, list[dict[str, object]]]:
     """All segments of an initrd (uncompressed early cpio, then compressed main) as one tree."""
     return parse_initrd(initrd_bytes(path), path)
@@ -107,20 +124,28 @@ def inspect_pe(path: Path) -> dict[str, object]:
 
 
 def inspect_ddi(path: Path) -> dict[str, object]:
-    """A system or configuration extension (or any DDI): partitions, verity, signer."""
-    from rdforge.formats import ddi
+    """A system or configuration extension (or any DDI): partitions, verity, signer, and
+    from its file system the extension-release and the files."""
+    from rdforge.outputs.ddi_tree import extension_release, read_ddi
 
-    if path.stat().st_size > MAX_IMAGE:
-        raise FormatError(f"{path}: larger than {MAX_IMAGE >> 20} MiB")
-    info = ddi.describe(path.read_bytes(), str(path))
+    tree, info = read_ddi(path)
     lines = [f"{path}: disk image (GPT), {path.stat().st_size} bytes"]
     for p in info["partitions"]:  # type: ignore[attr-defined]
-        lines.append(f"  {p['role']:<20} {p['size']:>11}  {p['name']}  uuid {p['uuid']}")
+        lines.append(f"  {p['role']:<24} {p['size']:>11}  {p['name']}  uuid {p['uuid']}")
     if "root_hash" in info:
-        lines.append(f"  root hash: {info['root_hash']}")
+        lines.append(f"  root hash: {info['root_hash']} (the data partition's: "
+                     + ("matches)" if info["verity_checked"] else "not checked)"))
         lines.append("  signed by: " + ", ".join(info["signed_by"]))  # type: ignore[arg-type]
     else:
         lines.append("  signed by: nobody (no verity-sig partition)")
+    files = [e for e in tree.entries.values() if e.kind == FILE]
+    info["entries"], info["files"] = len(tree.entries), len(files)
+    info["file_bytes"] = total = sum(len(e.data) for e in files)
+    lines.append(f"  {len(tree.entries)} entries, {len(files)} files, {total / 1e6:.1f} MB of files")
+    rel = extension_release(tree)
+    if rel is not None:
+        info["extension_release"] = {"path": rel[0], **rel[1]}
+        lines.append(f"  {rel[0]}: " + " ".join(f"{k}={v}" for k, v in rel[1].items()))
     info["summary_lines"] = lines
     info["path"] = str(path)
     return info

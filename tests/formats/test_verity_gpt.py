@@ -118,11 +118,23 @@ def test_signed_ddi_layout_verity_and_signature(tmp_path: Path) -> None:
 
 def test_inspect_reads_a_signed_ddi_as_sfdisk_and_veritysetup_do(tmp_path: Path) -> None:
     """`rdforge inspect` of a sysext: its partitions as sfdisk reads them, its verity
-    parameters as `veritysetup dump` reads them, and its signer."""
-    from rdforge.outputs.inspect import inspect_image
+    parameters as `veritysetup dump` reads them, its signer, and the files of its erofs (made
+    by mkfs.erofs from a directory) as that directory holds them."""
+    from rdforge.outputs.inspect import inspect_image, list_entries, read_tree
 
+    src = tmp_path / "src"
+    (src / "usr/lib/extension-release.d").mkdir(parents=True)
+    (src / "usr/lib/extension-release.d/extension-release.tools").write_text(
+        "ID=debian\nVERSION_ID=13\nSYSEXT_SCOPE=initrd\n")
+    (src / "usr/bin").mkdir()
+    (src / "usr/bin/tool").write_bytes(os.urandom(70000))
+    (src / "usr/bin/tool").chmod(0o755)
+    (src / "usr/bin/alias").symlink_to("tool")
     fs = tmp_path / "fs.img"
-    fs.write_bytes(os.urandom(20 * 4096))
+    subprocess.run(["mkfs.erofs", "--quiet", "-zlz4hc", "--all-root", str(fs), str(src)],
+                   check=True)
+    with open(fs, "ab") as f:  # whole 4 KiB blocks for verity
+        f.write(b"\0" * (-fs.stat().st_size % 4096))
     key, cert = genkey("Test Vendor", tmp_path / "keys")
     out = tmp_path / "tools.raw"
     res = ddi.make_ddi(fs, out, "tools", "x86-64", load_signing_key(key, cert))
@@ -147,8 +159,23 @@ def test_inspect_reads_a_signed_ddi_as_sfdisk_and_veritysetup_do(tmp_path: Path)
     v = info["verity"]
     assert isinstance(v, dict)
     assert fields["Hash algorithm"].strip() == v["algorithm"]
-    assert int(fields["Data blocks"]) == v["data_blocks"] == 20
+    assert int(fields["Data blocks"]) == v["data_blocks"] == fs.stat().st_size // 4096
     assert fields["Salt"].strip() == v["salt"]
+    assert info["verity_checked"] is True
+    assert info["extension_release"] == {
+        "path": "/usr/lib/extension-release.d/extension-release.tools", "ID": "debian",
+        "VERSION_ID": "13", "SYSEXT_SCOPE": "initrd"}
+    rows = {r["path"]: r for r in list_entries(read_tree(out))}
+    assert set(rows) == {"/" + str(p.relative_to(src)) for p in src.rglob("*")}
+    assert (rows["/usr/bin/tool"]["mode"], rows["/usr/bin/tool"]["size"]) == ("0755", 70000)
+    assert rows["/usr/bin/alias"]["target"] == "tool"
+    assert read_tree(out).get("usr/bin/alias").data == (src / "usr/bin/tool").read_bytes()  # type: ignore[union-attr]
+    # Data that no longer matches the signed root hash is refused, not read.
+    altered = bytearray(raw)
+    altered[parts[0]["offset"] + 5000] ^= 1
+    (tmp_path / "altered.raw").write_bytes(bytes(altered))
+    with pytest.raises(Exception, match="does not match its signed root hash"):
+        read_tree(tmp_path / "altered.raw")
     # A damaged table is one clear error, not a wrong answer.
     bad = bytearray(raw)
     bad[1024 + 40] ^= 1  # inside the first partition entry

@@ -136,3 +136,41 @@ def test_errors_are_one_line_and_leave_no_output(default_build: Path, vendor_key
     with pytest.raises(SysextError, match="no such file"):
         build_sysext(SysextOptions("x", tmp_path / "nothing.img", out))
     assert not out.exists()
+
+
+def test_inspect_and_diff_read_the_files_of_two_sysexts(default_build: Path,
+                                                       vendor_keys: tuple[Path, Path],
+                                                       tmp_path: Path) -> None:
+    """inspect --list/--file of a sysext give the package's files; diff of two sysexts one
+    package apart names that package's files, the root hash and the version that changed."""
+    a = _hello(default_build, vendor_keys, tmp_path / "a" / "hello.raw")
+    build_sysext(SysextOptions(name="hello", base=default_build, output=tmp_path / "b/hello.raw",
+                               packages=["hello", "tree"], key=vendor_keys[0],
+                               cert=vendor_keys[1], version="2"))
+    b = tmp_path / "b/hello.raw"
+
+    def rdforge(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, "-m", "rdforge.cli", *args], capture_output=True)
+
+    r = rdforge("inspect", "--list", "--json", str(a))
+    assert r.returncode == 0, r.stderr
+    paths = {row["path"] for row in json.loads(r.stdout)}
+    m = json.loads((tmp_path / "a/hello.raw.manifest.json").read_text())
+    deb = BlobCache().lookup(m["packages"][0]["sha256"], None)
+    assert deb is not None
+    with DebFile(deb) as d:
+        packaged = {ti.name.lstrip(".") for ti, _c in d.data() if ti.isfile()
+                    and ti.name.startswith("./usr/bin/")}
+    assert packaged and packaged <= paths
+    with DebFile(deb) as d:
+        hello = next(c for ti, c in d.data() if ti.name == "./usr/bin/hello")
+    assert rdforge("inspect", str(a), "--file", "/usr/bin/hello").stdout == hello
+    d = json.loads(rdforge("diff", str(a), str(b), "--json").stdout)
+    assert "/usr/bin/tree" in d["files"]["added"] and not d["files"]["removed"]
+    assert all("/tree" in p or "extension-release" in p for p in d["files"]["added"]
+               + list(d["files"]["changed"])), d["files"]
+    ext = d["extension"]
+    assert ext["root_hash"][0] == m["root_hash"] and ext["root_hash"][1] != m["root_hash"]
+    assert ext["extension_release"] == {"SYSEXT_VERSION_ID": [None, "2"]}
+    text = rdforge("diff", str(a), str(b)).stdout.decode()
+    assert "+ /usr/bin/tree" in text and "~ extension-release SYSEXT_VERSION_ID: (unset) -> 2" in text
