@@ -259,3 +259,44 @@ def for_initrd(name: str, blob: bytes) -> bytes:
 def armor(raw: bytes) -> bytes:
     """Base64 as systemd-creds writes it (one line), newline-terminated."""
     return base64.b64encode(raw) + b"\n"
+
+
+def describe(blob: bytes) -> dict[str, object]:
+    """What a credential's header says, read without any key: the key type, the PCRs a
+    TPM-bound one is sealed to (or whose signed policy unlocks it, with that key's SHA-256),
+    and for a null-key one (which needs no key) its name and times. Never the secret."""
+    raw = unarmor(blob)
+    if len(raw) < MAIN.size:
+        raise CredentialError("not a credential: too short")
+    kid, _ksz, _bsz, ivsz, _tsz = MAIN.unpack_from(raw)
+    kind = uuid.UUID(bytes=kid)
+    if kind not in KEY_NAMES:
+        raise CredentialError("not a systemd credential (unknown key type)")
+    info: dict[str, object] = {"key": KEY_NAMES[kind], "size": len(raw),
+                               "armored": raw is not blob}
+    pos = _align8(MAIN.size + ivsz)
+    if kind in TPM2_KINDS:
+        if len(raw) < pos + TPM2_HEADER.size:
+            raise CredentialError("credential truncated")
+        mask, bank, primary, blen, plen = TPM2_HEADER.unpack_from(raw, pos)
+        info["tpm2_pcrs"] = [i for i in range(24) if mask >> i & 1]
+        info["tpm2_bank"] = "sha256" if bank == TPM2_BANK_SHA256 else f"0x{bank:04x}"
+        info["tpm2_primary"] = "ecc" if primary == TPM2_PRIMARY_ECC else f"0x{primary:04x}"
+        pos = _align8(pos + TPM2_HEADER.size + blen + plen)
+        if kind in PK_KINDS:
+            if len(raw) < pos + PK_HEADER.size:
+                raise CredentialError("credential truncated")
+            pk_mask, pk_len = PK_HEADER.unpack_from(raw, pos)
+            pem = raw[pos + PK_HEADER.size:pos + PK_HEADER.size + pk_len]
+            if len(pem) != pk_len:
+                raise CredentialError("credential truncated")
+            info["signed_policy_pcrs"] = [i for i in range(24) if pk_mask >> i & 1]
+            info["pcr_public_key_sha256"] = hashlib.sha256(pem).hexdigest()
+    if kind == KEY_NULL:
+        c = decrypt(blob)
+        info |= {"name": c.name, "timestamp_us": c.timestamp_us,
+                 "not_after_us": None if c.not_after_us == INFINITY else c.not_after_us,
+                 "secret_size": len(c.data)}
+    else:
+        info["name"] = None  # inside the encrypted part: the key is the machine's
+    return info

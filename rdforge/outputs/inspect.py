@@ -151,6 +151,37 @@ def inspect_ddi(path: Path) -> dict[str, object]:
     return info
 
 
+def is_credential(data: bytes) -> bool:
+    from rdforge.formats import creds
+
+    return creds.unarmor(data)[:16] in {k.bytes for k in creds.KEY_NAMES}
+
+
+def inspect_credential(path: Path) -> dict[str, object]:
+    """A systemd credential: key type, PCR binding, and (null key) name and times; never
+    the secret."""
+    from rdforge.formats import creds
+
+    info = creds.describe(path.read_bytes())
+    lines = [f"{path}: systemd credential, {info['key']} key"
+             + (" (base64)" if info["armored"] else "")]
+    if info["name"] is not None:
+        lines.append(f"  name: {info['name']}, secret: {info['secret_size']} bytes (not shown)")
+    else:
+        lines.append("  name: encrypted with the key (the machine's)")
+    if "tpm2_pcrs" in info:
+        pcrs = info["tpm2_pcrs"]
+        lines.append("  sealed to PCRs: " + (", ".join(map(str, pcrs)) if pcrs else  # type: ignore[call-overload]
+                                             "none (the TPM alone)"))
+    if "signed_policy_pcrs" in info:
+        lines.append("  unlocked by policies signed for PCRs "
+                     + ", ".join(map(str, info["signed_policy_pcrs"]))  # type: ignore[call-overload]
+                     + f" with the key of SHA-256 {info['pcr_public_key_sha256']}")
+    info["path"] = str(path)
+    info["summary_lines"] = lines
+    return info
+
+
 def inspect_image(path: Path, check: bool = False) -> dict[str, object]:
     try:
         with open(path, "rb") as f:
@@ -159,6 +190,8 @@ def inspect_image(path: Path, check: bool = False) -> dict[str, object]:
             return inspect_pe(path)
         if head[512:520] == b"EFI PART":
             return inspect_ddi(path)
+        if path.stat().st_size <= 4 << 20 and is_credential(path.read_bytes()):
+            return inspect_credential(path)
     except OSError as err:
         raise FormatError(f"{path}: {err.strerror}") from None
     tree, segs = read_initrd(path)

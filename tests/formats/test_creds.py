@@ -4,6 +4,7 @@ with the null key and with a host key; malformed input is refused with a clear e
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 import sys
@@ -47,6 +48,13 @@ def test_we_decrypt_systemd_creds_null_key(tmp_path: Path) -> None:
     assert (c.kind, c.name, c.data) == ("null", "foo", b"s3cr3t value")
     with pytest.raises(creds.CredentialError, match="named 'foo', not 'bar'"):
         creds.decrypt((tmp_path / "foo.cred").read_bytes(), "bar")
+    # inspect names it and its size, never its secret
+    r = subprocess.run([sys.executable, "-m", "rdforge.cli", "inspect", str(tmp_path / "foo.cred"),
+                        "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert (info["key"], info["name"], info["secret_size"]) == ("null", "foo", 12)
+    assert "s3cr3t" not in r.stdout
 
 
 def test_host_key_both_directions(tmp_path: Path) -> None:
@@ -59,6 +67,8 @@ def test_host_key_both_directions(tmp_path: Path) -> None:
     assert creds.decrypt((tmp_path / "a.cred").read_bytes(), "a", secret).data == b"from systemd"
     with pytest.raises(creds.CredentialError, match="host key"):
         creds.decrypt((tmp_path / "a.cred").read_bytes(), "a")
+    info = creds.describe((tmp_path / "a.cred").read_bytes())
+    assert (info["key"], info["name"], info["armored"]) == ("host", None, True)
     (tmp_path / "b.cred").write_bytes(creds.armor(creds.encrypt("b", b"from rdforge",
                                                                 creds.KEY_HOST, secret)))
     r = subprocess.run(["systemd-creds", "decrypt", "--name=b", str(tmp_path / "b.cred"), "-"],

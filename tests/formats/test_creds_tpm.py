@@ -5,6 +5,7 @@ fresh TPM and a PCR value other than the policy's are refused with the reason.""
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -49,6 +50,12 @@ def test_unseals_what_systemd_creds_seals(swtpm: tuple[Path, str], tmp_path: Pat
     assert r.returncode == 0, r.stderr
     assert _shown_sha(_cli("credential", "--show", str(cred), "--tpm2-device", dev)) == \
         hashlib.sha256(VALUE).hexdigest()
+    r = _cli("inspect", str(cred), "--json")  # the header alone: no TPM, no secret
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert (info["key"], info["tpm2_pcrs"], info["tpm2_bank"], info["name"]) == \
+        ("tpm2", [7], "sha256", None)
+    assert "sealed to PCRs: 7" in _cli("inspect", str(cred)).stdout
 
 
 def test_unseals_what_it_sealed_and_refuses_elsewhere(swtpm: tuple[Path, str],
@@ -115,3 +122,9 @@ def test_signed_policy_digest_and_header_are_systemd_creds_ones(swtpm: tuple[Pat
         serialization.Encoding.DER, der) == key.public_key().public_bytes(
         serialization.Encoding.DER, der)
     assert pem == pub.read_bytes()  # the PEM as systemd-creds stores it
+    r = _cli("inspect", str(cred), "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert (info["key"], info["tpm2_pcrs"], info["signed_policy_pcrs"]) == \
+        ("tpm2 with a PCR signing key", [], [11])
+    assert info["pcr_public_key_sha256"] == hashlib.sha256(pub.read_bytes()).hexdigest()

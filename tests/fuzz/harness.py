@@ -142,6 +142,19 @@ def t_creds(data: bytes) -> None:
     creds.decrypt(creds.armor(data))
 
 
+def t_creds_header(data: bytes) -> None:
+    from rdforge.formats import creds
+
+    creds.describe(data)
+
+
+def _creds_header_seeds() -> list[bytes]:
+    from rdforge.formats import creds
+
+    null = creds.encrypt("x", b"secret")
+    return [null, *(k.bytes + null[16:] for k in (creds.KEY_TPM2, creds.KEY_TPM2_PK))]
+
+
 def _creds_seeds() -> list[bytes]:
     from rdforge.formats import creds
 
@@ -503,6 +516,7 @@ def targets() -> dict[str, tuple[Callable[[bytes], object], Callable[[], list[by
         "decompress": (t_decompress, _compress_seeds),
         "elf": (t_elf, lambda: [Path("/usr/bin/true").read_bytes()]),
         "credentials": (t_creds, _creds_seeds),
+        "credential-header": (t_creds_header, _creds_header_seeds),
         "deb822": (t_stanzas, lambda: [b"Package: a\nVersion: 1\n Description: x\n\nPackage: b\n"]),
         "lock": (t_lock, lambda: [_lock_seed()]),
         "toml": (t_toml, lambda: [b"[build]\ncompression = 'xz'\nadd_packages = ['hello']\n"]),
