@@ -46,7 +46,7 @@ def parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="what an initrd, UKI or system extension contains: a "
                        "summary, a file list, one file, or all of it extracted")
     i.add_argument("image", help="an initrd (any segments, also dracut's or mkinitramfs'), a "
-                   "UKI or addon, or a sysext/confext DDI")
+                   "UKI or addon, a sysext/confext DDI, or a credential")
     i.add_argument("--check", action="store_true", help="run the static check on it")
     what = i.add_mutually_exclusive_group()
     what.add_argument("--list", action="store_true", help="every path with type, mode, owner, "
