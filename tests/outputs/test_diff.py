@@ -24,8 +24,13 @@ def _diff(a: Path, b: Path, *more: str) -> subprocess.CompletedProcess[str]:
 
 def test_one_package_apart_names_that_package_and_its_files(default_build: Path,
                                                             tmp_path: Path) -> None:
+    first = tmp_path / "first.img"
+    build(Config(output=str(first), lock=str(tmp_path / "rdforge.lock"), add_packages=["hello"]))
+    # the image compared is built from that lock, as a vendor's next image would be
     other = tmp_path / "initrd.img"
-    build(Config(output=str(other), lock=str(tmp_path / "rdforge.lock"), add_packages=["hello"]))
+    build(Config(output=str(other), lock=str(tmp_path / "rdforge.lock"), locked=True,
+                 add_packages=["hello"]))
+    assert other.read_bytes() == first.read_bytes()
     r = _diff(default_build, other, "--json")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
