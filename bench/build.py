@@ -140,7 +140,8 @@ def main() -> int:
     for i, extra in enumerate(ns.baseline):
         images[f"baseline {i + 1}: {extra.name}"[:32]] = extra
     if ns.boot:
-        from rdforge.vm.boot import BootOptions, boot, default_root, find_kernel
+        from rdforge.tree.kmods import find_kernel
+        from rdforge.vm.boot import BootOptions, boot, default_root
 
         kernel = find_kernel(images["rdforge"].with_name("warm.img"))
         root = default_root(BootOptions(initrd=images["rdforge"]))

@@ -171,7 +171,7 @@ def _splash(path: Path) -> bytes:
 
 
 def build_uki(o: UkiOptions) -> dict[str, object]:
-    from rdforge.vm.boot import find_kernel
+    from rdforge.tree.kmods import find_kernel
 
     m = _manifest(o.initrd)
     kver = o.kernel_version or str(m.get("kernel_version", ""))

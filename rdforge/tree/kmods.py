@@ -175,6 +175,31 @@ def verified_vmlinuz(root: Path) -> Path:
     return vmlinuz
 
 
+def find_kernel(initrd: Path, kernel_version: str = "") -> Path:
+    """The vmlinuz of the kernel package the initrd's modules came from (from the cache)."""
+    kroot = cache_root() / "kernels"  # where index_kernel_deb extracts kernels
+    manifest = initrd.with_name(initrd.name + ".manifest.json")
+    if not kernel_version and manifest.exists():
+        m = json.loads(manifest.read_text())
+        kp = m.get("kernel_package") or {}
+        sha = str(kp.get("sha256", ""))
+        if sha and (kroot / sha / "vmlinuz").exists():
+            return verified_vmlinuz(kroot / sha)
+        kernel_version = m.get("kernel_version", "")
+    found = []
+    for idx in sorted(kroot.glob(f"*/index.v{INDEX_VERSION}.json")):
+        try:
+            kver = json.loads(idx.read_text()).get("kver", "")
+        except (OSError, ValueError, AttributeError):
+            continue  # a damaged index: the next build of that kernel extracts it again
+        if not kernel_version or kver == kernel_version:
+            found.append((idx.stat().st_mtime, idx.parent / "vmlinuz"))
+    if not found:
+        raise KernelError("no cached kernel" + (f" {kernel_version}" if kernel_version else "")
+                        + "; build an initrd first or give --kernel")
+    return verified_vmlinuz(sorted(found)[-1][1].parent)
+
+
 def modname(path: str) -> str:
     base = path.rsplit("/", 1)[-1]
     return re.sub(r"\.ko(\.(xz|zst|gz))?$", "", base).replace("-", "_")

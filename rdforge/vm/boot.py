@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import functools
-import json
 import os
 import re
 import selectors
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from rdforge.errors import BootError
 from rdforge.sources.cache import cache_root
-from rdforge.tree.kmods import INDEX_VERSION, verified_vmlinuz
+from rdforge.tree.kmods import find_kernel
 from rdforge.vm import keyboard
 from rdforge.vm.rootfs import LABEL, MARKER
 from rdforge.vm.terminal import ConsoleText, Terminal
@@ -129,31 +128,6 @@ class BootResult:
         return {"ok": self.ok, "reason": self.reason, "seconds": round(self.seconds, 2),
                 "accel": self.accel, "phases": self.phases, "guest_uptime": self.guest_uptime,
                 "console_tail": tail}
-
-
-def find_kernel(initrd: Path, kernel_version: str = "") -> Path:
-    """The vmlinuz of the kernel package the initrd's modules came from (from the cache)."""
-    kroot = cache_root() / "kernels"
-    manifest = initrd.with_name(initrd.name + ".manifest.json")
-    if not kernel_version and manifest.exists():
-        m = json.loads(manifest.read_text())
-        kp = m.get("kernel_package") or {}
-        sha = str(kp.get("sha256", ""))
-        if sha and (kroot / sha / "vmlinuz").exists():
-            return verified_vmlinuz(kroot / sha)
-        kernel_version = m.get("kernel_version", "")
-    found = []
-    for idx in sorted(kroot.glob(f"*/index.v{INDEX_VERSION}.json")):
-        try:
-            kver = json.loads(idx.read_text()).get("kver", "")
-        except (OSError, ValueError, AttributeError):
-            continue  # a damaged index: the next build of that kernel extracts it again
-        if not kernel_version or kver == kernel_version:
-            found.append((idx.stat().st_mtime, idx.parent / "vmlinuz"))
-    if not found:
-        raise BootError("no cached kernel" + (f" {kernel_version}" if kernel_version else "")
-                        + "; build an initrd first or give --kernel")
-    return verified_vmlinuz(sorted(found)[-1][1].parent)
 
 
 def kvm_works() -> bool:
@@ -327,7 +301,7 @@ def boot(opts: BootOptions) -> BootResult:
         kernel = opts.kernel or find_kernel(opts.initrd, opts.kernel_version)
         initrd = opts.initrd
         if opts.sysexts or opts.credentials:
-            from rdforge.outputs.extra import append_extra, extra_cpio
+            from rdforge.formats.extra import append_extra, extra_cpio
 
             initrd = Path(tmp, "initrd-with-extra.img")
             initrd.write_bytes(append_extra(opts.initrd.read_bytes(),

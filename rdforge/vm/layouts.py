@@ -231,7 +231,7 @@ def _factory_initrd(dest: Path) -> Path:
 
 
 def _with_script(initrd: Path, out: Path) -> Path:
-    from rdforge.outputs.extra import append_extra
+    from rdforge.formats.extra import append_extra
 
     buf = io.BytesIO()
     cpio.write(buf, [cpio.CpioEntry("factory", stat.S_IFREG | 0o755, data=SCRIPT.encode())])

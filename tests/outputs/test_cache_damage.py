@@ -107,7 +107,7 @@ def test_damaged_kernel_index_is_extracted_again(cache: tuple[Cache, str]) -> No
 def test_damaged_vmlinuz_never_reaches_a_boot_or_uki(cache: tuple[Cache, str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from rdforge.errors import KernelError
-    from rdforge.vm.boot import find_kernel
+    from rdforge.tree.kmods import find_kernel
 
     c, good = cache
     monkeypatch.setenv("RDFORGE_CACHE", str(c.root))
