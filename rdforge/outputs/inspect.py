@@ -151,10 +151,18 @@ def inspect_ddi(path: Path) -> dict[str, object]:
     return info
 
 
-def is_credential(data: bytes) -> bool:
+def is_credential(head: bytes) -> bool:
+    """Whether a file's first bytes are a systemd credential's, binary or base64."""
+    import base64
+    import binascii
+
     from rdforge.formats import creds
 
-    return creds.unarmor(data)[:16] in {k.bytes for k in creds.KEY_NAMES}
+    ids = {k.bytes for k in creds.KEY_NAMES}
+    try:
+        return head[:16] in ids or base64.b64decode(head[:24], validate=True)[:16] in ids
+    except (binascii.Error, ValueError):
+        return False
 
 
 def inspect_credential(path: Path) -> dict[str, object]:
@@ -162,6 +170,8 @@ def inspect_credential(path: Path) -> dict[str, object]:
     the secret."""
     from rdforge.formats import creds
 
+    if path.stat().st_size > 4 << 20:
+        raise FormatError(f"{path}: larger than any credential (4 MiB at most)")
     info = creds.describe(path.read_bytes())
     lines = [f"{path}: systemd credential, {info['key']} key"
              + (" (base64)" if info["armored"] else "")]
@@ -190,7 +200,7 @@ def inspect_image(path: Path, check: bool = False) -> dict[str, object]:
             return inspect_pe(path)
         if head[512:520] == b"EFI PART":
             return inspect_ddi(path)
-        if path.stat().st_size <= 4 << 20 and is_credential(path.read_bytes()):
+        if stat.S_ISREG(path.stat().st_mode) and is_credential(head):
             return inspect_credential(path)
     except OSError as err:
         raise FormatError(f"{path}: {err.strerror}") from None
