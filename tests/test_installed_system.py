@@ -55,6 +55,30 @@ def test_installing_a_kernel_package_runs_the_hook_and_gives_the_hosts_bytes(
     assert (root / f"var/lib/rdforge/initrd.img-{kver}.lock").is_file()
 
 
+def test_an_upgrade_of_systemd_remakes_the_initrd_through_dpkg_s_trigger(
+        system: tuple[Path, str], default_build: Path) -> None:
+    """rdforge-initramfs' file trigger on /usr/lib/systemd/systemd: dpkg installing the
+    systemd package (the lock's version, as an upgrade would bring it) runs
+    `rdforge update -k all`, which remakes the stale initrd."""
+    from rdforge.sources import lock as lockfile
+
+    root, kver = system
+    img = root / f"boot/initrd.img-{kver}"
+    img.write_bytes(b"stale")
+    systemd = next(p for p in lockfile.read(default_build.with_name("rdforge.lock")).packages
+                   if p.name == "systemd")
+    hit = BlobCache().lookup(systemd.sha256, systemd.size, verify=False)
+    assert hit is not None
+    shutil.copyfile(hit, root / "tmp/systemd.deb")
+    r = run_in(root, "dpkg-query -W -f '${Version}\\n' systemd\ndpkg -i /tmp/systemd.deb\n"
+               "rm /tmp/systemd.deb\n", binds={"/root/.cache/rdforge": cache_root()})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.stdout.splitlines()[0] == systemd.version  # a reinstall: no other package moves
+    assert "Processing triggers for rdforge-initramfs" in r.stdout
+    assert f"rdforge: {kver}: built /boot/initrd.img-{kver}" in r.stderr
+    assert img.read_bytes() == default_build.read_bytes()
+
+
 def _kernel_install(root: Path, kver: str, conf: str, extra: str = "") -> subprocess.CompletedProcess[str]:
     script = (f"printf '{conf}' > /etc/kernel/install.conf\n{extra}\n"
               "export SYSTEMD_RELAX_ESP_CHECKS=1 SYSTEMD_RELAX_XBOOTLDR_CHECKS=1\n"
