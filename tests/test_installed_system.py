@@ -15,7 +15,8 @@ import pytest
 from rdforge.sources.cache import BlobCache, cache_root
 from rdforge.vm.trixie import run_in, system_tarball, unpack_system
 
-pytestmark = pytest.mark.integration
+# one worker for the module: its chroots (module fixtures) are then made once, not per worker
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("installed-system")]
 # a package build's chroot: debhelper, and what rdforge's own package depends on
 BUILD_TOOLS = ["linux-base", "kmod", "build-essential", "debhelper", "faketime", "python3-zstandard",
                "python3-cryptography", "python3-lz4", "gpgv", "systemd-boot-efi"]

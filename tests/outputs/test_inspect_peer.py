@@ -15,7 +15,7 @@ import pytest
 from rdforge.sources.cache import BlobCache
 from rdforge.vm.trixie import run_in, system_tarball, unpack_system
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("inspect-peer")]
 PACKAGES = ["initramfs-tools", "kmod", "linux-base", "zstd", "cpio"]
 
 
