@@ -182,7 +182,7 @@ class Builder:
             n = self.installed.verify_tree(kernel, f"/usr/lib/modules/{kver}/")
             self.p.phase("kernel", f"{kernel.name} {kernel.version}: {n} files checked "
                          f"against dpkg's records in {self.installed.root}")
-            kidx = kmods.index_module_dir(self.installed.root / "usr/lib/modules" / kver)
+            kidx = kmods.index_module_dir(self.installed.module_dir(kver))
         elif cfg.modules_dir:
             kidx = kmods.index_module_dir(Path(cfg.modules_dir))
         else:

@@ -19,6 +19,14 @@ from rdforge.formats.deb822 import parse_stanzas
 from rdforge.sources.archive import Package
 
 DPKG = "var/lib/dpkg"
+# Directories a merged /usr makes aliases of /usr's: bookworm's kernel packages ship their
+# modules as /lib/modules/KVER, and dpkg records them under that name.
+USR_ALIASES = ("/bin/", "/sbin/", "/lib/", "/lib64/")
+
+
+def canonical(path: str) -> str:
+    """path as merged /usr names it: /lib/modules/... is /usr/lib/modules/..."""
+    return "/usr" + path if path.startswith(USR_ALIASES) else path
 
 
 @dataclass
@@ -148,12 +156,13 @@ class InstalledRoot:
             raise SourceError(f"{p.name}: {path}: {e.strerror}") from None
 
     def verify_tree(self, p: Package, prefix: str) -> int:
-        """Check every file dpkg recorded for p under prefix (a kernel's modules); returns
-        how many."""
+        """Check every file dpkg recorded for p under prefix (a kernel's modules; /usr's
+        aliases count, as a merged /usr has them), each where dpkg put it; returns how many.
+        A package with no file there is refused: nothing would have been checked."""
         inst = self.check(p)
         n = 0
         for path, md5 in sorted(self.md5sums(inst).items()):
-            if not path.startswith(prefix):
+            if not canonical(path).startswith(canonical(prefix)):
                 continue
             full = self.root / path.lstrip("/")
             try:
@@ -163,4 +172,16 @@ class InstalledRoot:
             if hashlib.md5(data).hexdigest() != md5:  # noqa: S324
                 raise SourceError(f"{p.name}: {path} differs from what dpkg installed")
             n += 1
+        if n == 0:
+            raise SourceError(f"{p.name}: dpkg records no file of it under {prefix} in "
+                              f"{self.root}, so none could be checked")
         return n
+
+    def module_dir(self, kver: str) -> Path:
+        """Where the kernel's modules are: /usr/lib/modules/KVER, or /lib/modules/KVER in a
+        root without a merged /usr (a bookworm build chroot)."""
+        for d in ("usr/lib/modules", "lib/modules"):
+            if (self.root / d / kver).is_dir():
+                return self.root / d / kver
+        raise SourceError(f"{self.root}: no modules of kernel {kver} (neither "
+                          f"/usr/lib/modules/{kver} nor /lib/modules/{kver})")
