@@ -81,3 +81,17 @@ def test_what_the_packages_hold_and_declare(debs: dict[str, bytes], tmp_path: Pa
                        capture_output=True, text=True, cwd="/",
                        env={"PATH": CLEAN_PATH, "PYTHONPATH": str(root / "usr/lib/python3/dist-packages")})
     assert v.returncode == 0 and v.stdout.strip() == "rdforge 0.1.0", v.stderr
+
+
+def test_lintian_finds_no_error_or_warning_and_the_trigger_is_declared(
+        rdforge_debs: dict[str, Path]) -> None:
+    """Debian's own checks of both packages (lintian from the host's archive), and the file
+    trigger that remakes initrds after a systemd upgrade."""
+    debs = [str(p) for p in sorted(rdforge_debs.values())]
+    r = subprocess.run(["lintian", "--fail-on", "error,warning", "--tag-display-limit", "0",
+                        *debs], capture_output=True, text=True, env={"PATH": CLEAN_PATH})
+    tags = [line for line in r.stdout.splitlines() if line[:2] in ("E:", "W:")]
+    assert r.returncode == 0 and not tags, r.stdout + r.stderr
+    triggers = subprocess.run(["dpkg-deb", "-I", str(rdforge_debs["rdforge-initramfs_0.1.0_all.deb"]),
+                               "triggers"], capture_output=True, text=True, check=True).stdout
+    assert "interest-noawait /usr/lib/systemd/systemd" in triggers.splitlines()
