@@ -181,10 +181,8 @@ def unarmor(blob: bytes) -> bytes:
     return blob
 
 
-def decrypt(blob: bytes, expect_name: str | None = None, host_secret: bytes | None = None,
-            tpm2_unseal: Callable[[bytes, int], bytes] | None = None) -> Credential:
-    """tpm2_unseal(sealed blob, PCR mask) -> secret unseals a TPM-bound credential's key
-    (rdforge.tpmdev.TPM.unseal); without it such credentials are refused."""
+def _header(blob: bytes) -> tuple[bytes, uuid.UUID, int]:
+    """The binary credential, its key type and IV size, from its checked main header."""
     raw = unarmor(blob)
     if len(raw) < MAIN.size:
         raise CredentialError("not a credential: too short")
@@ -194,6 +192,14 @@ def decrypt(blob: bytes, expect_name: str | None = None, host_secret: bytes | No
         raise CredentialError("not a systemd credential (unknown key type)")
     if (ksz, tsz) != (KEY_SIZE, TAG_SIZE) or not 0 < ivsz <= 64 or bsz == 0:
         raise CredentialError("corrupt credential header")
+    return raw, kind, ivsz
+
+
+def decrypt(blob: bytes, expect_name: str | None = None, host_secret: bytes | None = None,
+            tpm2_unseal: Callable[[bytes, int], bytes] | None = None) -> Credential:
+    """tpm2_unseal(sealed blob, PCR mask) -> secret unseals a TPM-bound credential's key
+    (rdforge.tpmdev.TPM.unseal); without it such credentials are refused."""
+    raw, kind, ivsz = _header(blob)
     hlen = _align8(MAIN.size + ivsz)
     if kind in PK_KINDS:
         raise CredentialError(f"this credential is bound to {KEY_NAMES[kind]}: systemd "
@@ -223,7 +229,7 @@ def decrypt(blob: bytes, expect_name: str | None = None, host_secret: bytes | No
         hlen = _align8(start + blen + plen)
     else:
         key = _aes_key(kind, host_secret)
-    if len(raw) < hlen + _align8(META.size) + tsz:
+    if len(raw) < hlen + _align8(META.size) + TAG_SIZE:
         raise CredentialError("credential truncated")
     iv = raw[MAIN.size:MAIN.size + ivsz]
     if not 8 <= len(iv) <= 128:
@@ -265,13 +271,7 @@ def describe(blob: bytes) -> dict[str, object]:
     """What a credential's header says, read without any key: the key type, the PCRs a
     TPM-bound one is sealed to (or whose signed policy unlocks it, with that key's SHA-256),
     and for a null-key one (which needs no key) its name and times. Never the secret."""
-    raw = unarmor(blob)
-    if len(raw) < MAIN.size:
-        raise CredentialError("not a credential: too short")
-    kid, _ksz, _bsz, ivsz, _tsz = MAIN.unpack_from(raw)
-    kind = uuid.UUID(bytes=kid)
-    if kind not in KEY_NAMES:
-        raise CredentialError("not a systemd credential (unknown key type)")
+    raw, kind, ivsz = _header(blob)
     info: dict[str, object] = {"key": KEY_NAMES[kind], "size": len(raw),
                                "armored": raw is not blob}
     pos = _align8(MAIN.size + ivsz)
