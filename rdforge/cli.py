@@ -69,6 +69,8 @@ def parser() -> argparse.ArgumentParser:
                        "fix-up, and the rule that pulled it in), or why it is not")
     x.add_argument("image", help="an initrd or UKI rdforge built (its manifest beside it)")
     x.add_argument("path", help="a path inside the image, e.g. /usr/lib/modules/KVER/.../dm-crypt.ko")
+    x.add_argument("--manifest", metavar="FILE", help="the build's manifest, if not beside the "
+                   "image (for a UKI: its initrd's, IMAGE.manifest.json of `rdforge build`)")
     x.add_argument("--json", action="store_true", help="print the answer as JSON")
     x.set_defaults(func=commands.cmd_explain)
 

@@ -71,7 +71,7 @@ def cmd_diff(ns: argparse.Namespace) -> int:
 def cmd_explain(ns: argparse.Namespace) -> int:
     from rdforge.outputs.explain import explain, explain_lines
 
-    d = explain(Path(ns.image), ns.path)
+    d = explain(Path(ns.image), ns.path, Path(ns.manifest) if ns.manifest else None)
     print(json.dumps(d, indent=1) if ns.json else "\n".join(explain_lines(d)))
     return 0
 

@@ -53,13 +53,16 @@ def _chain(table: object, name: str, what: str) -> list[str]:
     return lines
 
 
-def _manifest(image: Path, initrd: bytes) -> tuple[dict[str, object] | None, str]:
-    """The manifest beside image, if it is this image's; else None and why not."""
-    mpath = Path(f"{image}.manifest.json")
+def _manifest(image: Path, initrd: bytes, given: Path | None = None
+              ) -> tuple[dict[str, object] | None, str]:
+    """The manifest given, else the one beside image, if it is this image's (of a UKI: of
+    the initrd inside); else None and why not."""
+    mpath = given or Path(f"{image}.manifest.json")
     try:
         data = json.loads(mpath.read_text("utf-8"))
     except FileNotFoundError:
-        return None, f"no {mpath.name} beside the image"
+        return None, (f"no manifest {mpath}" if given else
+                      f"no {mpath.name} beside the image (--manifest names one)")
     except (OSError, ValueError) as err:
         return None, f"{mpath.name} is unreadable ({err})"
     if not isinstance(data, dict):
@@ -73,8 +76,9 @@ def _manifest(image: Path, initrd: bytes) -> tuple[dict[str, object] | None, str
     return data, ""
 
 
-def explain(image: Path, path: str) -> dict[str, object]:
-    """What image and its manifest say about path (absolute, in the image)."""
+def explain(image: Path, path: str, manifest: Path | None = None) -> dict[str, object]:
+    """What image and its manifest say about path (absolute, in the image). A UKI's answer
+    comes from its initrd's manifest (--manifest), which must describe the initrd inside."""
     buf = initrd_bytes(image)
     tree, _segs = parse_initrd(buf, image)
     want = "/".join(p for p in path.split("/") if p not in ("", "."))
@@ -84,7 +88,7 @@ def explain(image: Path, path: str) -> dict[str, object]:
     out: dict[str, object] = {"image": str(image), "path": "/" + want}
     if real != want:
         out["canonical"] = "/" + real
-    m, why_not = _manifest(image, buf)
+    m, why_not = _manifest(image, buf, manifest)
     e = tree.entries.get(real)
     if e is not None:
         out["in_image"] = True

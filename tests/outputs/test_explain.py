@@ -137,8 +137,9 @@ def test_the_rpm_resolver_s_requires_are_the_chain(rpm_build: Path) -> None:
 def test_a_stale_or_missing_manifest_is_said(default_build: Path, tmp_path: Path) -> None:
     img = tmp_path / "initrd.img"
     img.write_bytes(default_build.read_bytes())
-    assert _reasons(img, "/usr/bin/bash") == [
-        "why is not known: no initrd.img.manifest.json beside the image"]
+    assert _reasons(img, "/usr/bin/bash")[0].startswith(
+        "why is not known: no initrd.img.manifest.json beside the image")
+    assert "--manifest names one" in _reasons(img, "/usr/bin/bash")[0]
     m = json.loads(Path(f"{default_build}.manifest.json").read_text())
     m["image"]["sha256"] = "0" * 64
     Path(f"{img}.manifest.json").write_text(json.dumps(m))
@@ -172,3 +173,15 @@ def test_firmware_names_the_modules_that_want_it(tmp_path: Path) -> None:
                      "modules name"]
     assert explain_lines(explain(img, "/usr/lib/modules/6.1/kernel/x.ko"))[1:] == [
         "  from the kernel package linux-image-6.1 6.1-1", "  module x: named in add_modules"]
+
+
+def test_a_uki_is_explained_by_its_initrd_s_manifest(default_build: Path, tmp_path: Path) -> None:
+    from rdforge.outputs.uki import UkiOptions, build_uki
+
+    uki = tmp_path / "vmlinuz.efi"
+    build_uki(UkiOptions(initrd=default_build, output=uki, cmdline="quiet"))
+    lib = "/usr/lib/x86_64-linux-gnu/libc.so.6"
+    r = subprocess.run([sys.executable, "-m", "rdforge.cli", "explain", str(uki), lib, "--manifest",
+                        f"{default_build}.manifest.json", "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["reasons"] == _reasons(default_build, lib)
