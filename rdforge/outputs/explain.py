@@ -184,7 +184,10 @@ def _absent(real: str, image: Path, m: dict[str, object], table: dict[str, objec
         raise FormatError(f"{image}: no /{real} in it, and no package of its build shipped it")
     rule, package = str(rec[0]), str(rec[1])
     lines = [f"not in the image: {rule}"]
-    if package in _versions(m):
+    kernel = m.get("kernel_package")
+    if package == "kernel" and isinstance(kernel, dict):
+        lines.append(f"it came from the kernel package {kernel.get('name')} {kernel.get('version')}")
+    elif package in _versions(m):
         lines.append(f"it came from package {package} {_versions(m)[package]}")
     elif package:
         lines.append(f"it came from package {package}")

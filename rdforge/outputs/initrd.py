@@ -72,6 +72,7 @@ class Builder:
         self.why: dict[str, tuple[str, str]] = {}  # package -> (pulled in by, rule)
         self.module_why: dict[str, tuple[str, str]] = {}
         self.firmware_for: dict[str, list[str]] = {}  # firmware path -> the modules naming it
+        self.left_out: dict[str, tuple[str, str]] = {}  # path -> (the rule that left it out, by)
         # The kernel package, the largest download by far, is fetched in the background while
         # the rest is unpacked. (Indexing it there too would be faster still, but its
         # decompressor's memory would then add to the unpacking's, and peak memory with it.)
@@ -212,6 +213,12 @@ class Builder:
                                 tuple(cfg.exclude_modules), self.module_why)
             plain = kmods.plain_matcher(kmods.PLAIN_MODULES)
         self.p.phase("modules", f"{len(mods)} modules for {kidx.kver}")
+        for name in (n.replace("-", "_") for n in cfg.exclude_modules):
+            m = kidx.modules.get(name)
+            if m is not None:  # as the image would have named it, stored plain or not
+                for rel in {m.path, re.sub(r"\.ko\.\w+$", ".ko", m.path)}:
+                    self.left_out[f"usr/lib/modules/{kidx.kver}/{rel}"] = (
+                        f"module {name}: excluded by the exclude_modules setting", "kernel")
         try:
             kmods.install(self.tree, kidx, mods, plain)
         except kmods.DamagedCache as e:
@@ -399,6 +406,7 @@ def build(cfg: Config, progress: Progress | None = None) -> BuildResult:
     left_out |= {k: ("an unused shared library: nothing in the image links or dlopen()s it",
                      owners.get(k, "")) for k in dead_libs}
     left_out |= {k: ("a symlink to nothing in the image", owners.get(k, "")) for k in dangling}
+    left_out |= b.left_out
     with t.made_by("fix-up: ld.so.cache"):
         nlibs = fixups.ld_so_cache(b.tree)
     p.phase("check", f"{len(b.tree)} paths, {nlibs} libraries in ld.so.cache")

@@ -185,3 +185,16 @@ def test_a_uki_is_explained_by_its_initrd_s_manifest(default_build: Path, tmp_pa
                         f"{default_build}.manifest.json", "--json"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["reasons"] == _reasons(default_build, lib)
+
+
+def test_an_excluded_module_is_named_with_the_setting(default_build: Path, tmp_path: Path) -> None:
+    out = tmp_path / "initrd.img"
+    build(Config(output=str(out), lock=str(tmp_path / "rdforge.lock"), exclude_modules=["xfs"]))
+    manifest = json.loads(Path(f"{default_build}.manifest.json").read_text())
+    (xfs,) = [m for m in manifest["modules"] if m.endswith("/xfs.ko") or "/xfs.ko." in m]
+    path = f"/usr/lib/modules/{manifest['kernel_version']}/{xfs}"
+    assert _reasons(default_build, path)[1] == "module xfs: generic set: kernel/fs/xfs/*"
+    assert _reasons(out, path) == [
+        "not in the image: module xfs: excluded by the exclude_modules setting",
+        f"it came from the kernel package {manifest['kernel_package']['name']} "
+        f"{manifest['kernel_package']['version']}"]
