@@ -63,6 +63,9 @@ class BootOptions:
     uki: Path | None = None  # boot this UKI from an ESP with OVMF instead of -kernel/-initrd
     esp_extra: tuple[Path, ...] = ()  # files for the UKI's extra.d folder (.cred, .raw, .efi)
     esp_tree: Path | None = None  # or boot an ESP holding this tree (systemd-boot and entries)
+    # or boot this ESP image, written in place (the guest's kernel-install adds to it, for
+    # the next boot to see)
+    esp_image: Path | None = None
     # The ESP and the root image as partitions of one GPT disk, the root typed for
     # systemd-gpt-auto-generator (the UKI's command line then needs no root=).
     gpt_auto: bool = False
@@ -185,13 +188,13 @@ def kernel_args(opts: BootOptions, kernel: Path, initrd: Path, root: Path | None
     return ["-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline]
 
 
-def uefi_args(esp: Path, vars_copy: Path, secure: bool) -> list[str]:
+def uefi_args(esp: Path, vars_copy: Path, secure: bool, writable: bool = False) -> list[str]:
     code = OVMF_DIR / ("OVMF_CODE_4M.secboot.fd" if secure else "OVMF_CODE_4M.fd")
     if not code.exists():
         raise BootError(f"{code} is missing (apt-get install ovmf)")
     args = ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
             "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
-            "-drive", f"file={esp},format=raw,if=none,id=esp,snapshot=on",
+            "-drive", f"file={esp},format=raw,if=none,id=esp" + ("" if writable else ",snapshot=on"),
             "-device", "virtio-blk-pci,drive=esp,bootindex=0"]
     if secure:
         args += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
@@ -250,7 +253,8 @@ def default_root(opts: BootOptions) -> Path:
 
 
 def boot(opts: BootOptions) -> BootResult:
-    if opts.uki is None and opts.initrd is None and opts.esp_tree is None:
+    if opts.uki is None and opts.initrd is None and opts.esp_tree is None \
+            and opts.esp_image is None:
         raise BootError("give an initrd (with a kernel), a UKI or an ESP tree to boot")
     for what, path in (("initrd", opts.initrd), ("UKI", opts.uki)):
         if path is not None and not path.exists():
@@ -271,13 +275,15 @@ def boot(opts: BootOptions) -> BootResult:
                                   ("passphrase for disk", opts.luks_passphrase + "\n"))
     accel = "kvm" if kvm_works() else "tcg"
     with tempfile.TemporaryDirectory(prefix="rdforge-boot-") as tmp:
-        if opts.uki is not None or opts.esp_tree is not None:
+        if opts.uki is not None or opts.esp_tree is not None or opts.esp_image is not None:
             from rdforge.vm.esp import make_esp, make_esp_from_tree
 
             # The UKI carries its own command line (root=, console=): --append does not apply.
             extras = [*opts.esp_extra, *opts.sysexts, *opts.credentials]
             if opts.uki is not None:
                 esp = make_esp(opts.uki, extras, Path(tmp, "esp.img"))
+            elif opts.esp_image is not None:
+                esp = opts.esp_image
             else:
                 assert opts.esp_tree is not None
                 esp = make_esp_from_tree(opts.esp_tree, Path(tmp, "esp.img"))
@@ -295,7 +301,8 @@ def boot(opts: BootOptions) -> BootResult:
                 from rdforge.vm.esp import make_gpt_disk
 
                 esp, root = make_gpt_disk(esp, root, Path(tmp, "disk.img")), None
-            cmd = qemu_command(opts, uefi_args(esp, vars_copy, secure), root, accel, secure)
+            cmd = qemu_command(opts, uefi_args(esp, vars_copy, secure, esp == opts.esp_image),
+                               root, accel, secure)
             return _run(opts, cmd, accel)
         assert opts.initrd is not None
         kernel = opts.kernel or find_kernel(opts.initrd, opts.kernel_version)

@@ -84,13 +84,14 @@ def secure_boot_vars(cert: Path, dest: Path) -> Path:
     return dest
 
 
-def make_esp_from_tree(tree: Path, dest: Path) -> Path:
+def make_esp_from_tree(tree: Path, dest: Path, room_mib: int = 16) -> Path:
     """An ESP image holding a directory tree: what `bootctl install` and kernel-install put
-    on a system's ESP (systemd-boot, loader entries, kernels, initrds, UKIs)."""
+    on a system's ESP (systemd-boot, loader entries, kernels, initrds, UKIs), with room_mib
+    free (for a guest that installs another kernel there)."""
     if not tree.is_dir():
         raise BootError(f"{tree}: no such directory")
     size = sum(f.stat().st_size for f in tree.rglob("*") if f.is_file())
-    kib = max(33 * 1024, (size * 11 // 10 + (16 << 20)) // 1024)
+    kib = max(33 * 1024, (size * 11 // 10 + (room_mib << 20)) // 1024)
     if dest.exists():
         dest.unlink()
     _run(["mkfs.vfat", "-C", "-F", "32", "-n", "ESP", str(dest), str(kib)])

@@ -1,7 +1,8 @@
-"""End to end: a trixie system with systemd-boot and rdforge's packages; two kernel packages
-installed with dpkg (trixie's 6.12.117, then trixie-security's newer one) each run rdforge's
-postinst hook and systemd-boot's kernel-install hook; booted under OVMF, systemd-boot picks
-the newest entry, and its rdforge initrd brings the system up on the new kernel."""
+"""End to end: a trixie system with systemd-boot and rdforge's packages, booted under OVMF.
+layout=bls: booted on trixie's older kernel, apt in the system installs the newer kernel and
+its vendor initrd package from a local repository; the hooks run there, and the next boot,
+systemd-boot's choice, comes up on the new kernel. layout=uki with Secure Boot: the kernel
+package installed by dpkg makes a UKI signed with the key in db, which the firmware runs."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from rdforge.config import Config
+from rdforge.outputs.initrd import build
 from rdforge.sources.cache import cache_root
 from rdforge.sources.fetch import fetch_all
 from rdforge.sources.plan import load_universe
@@ -47,7 +49,8 @@ def _kernels() -> list[tuple[str, Path]]:
 
 
 def _system(tmp: Path, rdforge_debs: dict[str, Path], kernels: list[tuple[str, Path]],
-            files: dict[str, str]) -> tuple[Path, Path]:
+            files: dict[str, str], blobs: dict[str, bytes] | None = None,
+            enable: list[str] | None = None) -> tuple[Path, Path]:
     """The trixie system's root image and ESP tree after dpkg installed rdforge's packages,
     ran bootctl install, then installed the kernel packages in order."""
     if shutil.which("mmdebstrap") is None:
@@ -59,14 +62,18 @@ def _system(tmp: Path, rdforge_debs: dict[str, Path], kernels: list[tuple[str, P
         shutil.copyfile(deb, root / f"tmp/kernel{i}.deb")
     (root / "etc/systemd/system/rdforge-booted.service").write_text(UNIT)
     (root / "etc/systemd/system/multi-user.target.wants").mkdir(parents=True, exist_ok=True)
-    (root / "etc/systemd/system/multi-user.target.wants/rdforge-booted.service").symlink_to(
-        "/etc/systemd/system/rdforge-booted.service")
+    for unit in ["rdforge-booted.service", *(enable or [])]:
+        (root / f"etc/systemd/system/multi-user.target.wants/{unit}").symlink_to(
+            f"/etc/systemd/system/{unit}")
     (root / "etc/kernel").mkdir(exist_ok=True)
     (root / "etc/kernel/cmdline").write_text(f"root=LABEL={LABEL} rw console=ttyS0 panic=-1\n")
     (root / "etc/kernel/entry-token").write_text("rdforge\n")
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
+    for rel, data in (blobs or {}).items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
     script = ("export SYSTEMD_RELAX_ESP_CHECKS=1 SYSTEMD_RELAX_XBOOTLDR_CHECKS=1\n"
               "dpkg -i /tmp/rdforge_0.1.0_all.deb /tmp/rdforge-initramfs_0.1.0_all.deb\n"
               "bootctl install --esp-path=/efi --no-variables\n"
@@ -85,20 +92,107 @@ def _system(tmp: Path, rdforge_debs: dict[str, Path], kernels: list[tuple[str, P
     return disk, tmp / "esp"
 
 
-def test_systemd_boot_starts_the_new_kernel_with_rdforges_initrd(rdforge_debs: dict[str, Path],
-                                                                 tmp_path: Path) -> None:
+INSTALL_UNIT = """[Unit]
+Description=install the new kernel from the local repository with apt, then power off
+After=basic.target rdforge-booted.service
+ConditionPathExists=/etc/rdforge-new-packages
+[Service]
+Type=oneshot
+StandardOutput=journal+console
+StandardError=journal+console
+ExecStart=/bin/sh /usr/local/sbin/rdforge-install-new
+[Install]
+WantedBy=multi-user.target
+"""
+# apt reads only the local repository (the guest has no network); a failure says so at once
+INSTALL_SCRIPT = """trap 'echo RDFORGE-INSTALL-FAILED > /dev/console' EXIT
+set -e
+export DEBIAN_FRONTEND=noninteractive SYSTEMD_RELAX_ESP_CHECKS=1 SYSTEMD_RELAX_XBOOTLDR_CHECKS=1
+packages=$(cat /etc/rdforge-new-packages)
+rm /etc/rdforge-new-packages
+set -- -o Dir::Etc::sourcelist=/etc/apt/sources.list.d/local.list -o Dir::Etc::sourceparts=-
+apt-get "$@" update
+apt-get "$@" install -y $packages
+sync
+trap - EXIT
+echo RDFORGE-INSTALLED > /dev/console
+systemctl poweroff
+"""
+
+
+def _vendor_initrd_deb(kver: str, initrd: Path, dest: Path) -> Path:
+    """linux-initrd-KVER: the vendor initrd at /usr/lib/modules/KVER/initrd, laid out as
+    `rdforge debian-package` lays it out (its own build is tested in test_installed_system)."""
+    d = dest / "pkg"
+    (d / "DEBIAN").mkdir(parents=True)
+    (d / "DEBIAN/control").write_text(
+        f"Package: linux-initrd-{kver}\nVersion: 1\nArchitecture: amd64\n"
+        "Maintainer: rdforge tests <tests@rdforge.invalid>\n"
+        f"Enhances: linux-image-{kver}\nDescription: rdforge's vendor initrd for {kver}\n")
+    (d / f"usr/lib/modules/{kver}").mkdir(parents=True)
+    shutil.copyfile(initrd, d / f"usr/lib/modules/{kver}/initrd")
+    out = dest / f"linux-initrd-{kver}_1_amd64.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(d), str(out)], check=True,
+                   capture_output=True)
+    return out
+
+
+def _local_repository(debs: list[Path]) -> dict[str, bytes]:
+    """A flat apt repository (files for /srv/repo) of debs, with its Packages index, and the
+    source line that names it."""
+    import hashlib
+
+    files: dict[str, bytes] = {}
+    stanzas = []
+    for deb in debs:
+        data = deb.read_bytes()
+        control = subprocess.run(["dpkg-deb", "-f", str(deb)], capture_output=True, text=True,
+                                 check=True).stdout.rstrip("\n")
+        stanzas.append(f"{control}\nFilename: ./{deb.name}\nSize: {len(data)}\n"
+                       f"SHA256: {hashlib.sha256(data).hexdigest()}\n")
+        files[f"srv/repo/{deb.name}"] = data
+    files["srv/repo/Packages"] = "\n".join(stanzas).encode()
+    files["etc/apt/sources.list.d/local.list"] = b"deb [trusted=yes] file:/srv/repo ./\n"
+    return files
+
+
+def test_apt_in_the_booted_system_installs_a_kernel_and_systemd_boot_starts_it(
+        rdforge_debs: dict[str, Path], tmp_path: Path) -> None:
+    """layout=bls: the system boots the older kernel under OVMF; inside it, apt installs the
+    newer kernel and its vendor initrd package from a local repository; the kernel's hooks
+    run there (rdforge's takes the vendor initrd, systemd-boot's adds the entry to the ESP);
+    the next boot, systemd-boot's choice, comes up on the new kernel."""
     (old, old_deb), (new, new_deb) = _kernels()
-    disk, esp = _system(tmp_path, rdforge_debs, [(old, old_deb), (new, new_deb)],
-                        {"etc/kernel/install.conf": "layout=bls\n"})
-    entries = sorted((esp / "loader/entries").glob("*.conf"))
-    assert [e.name for e in entries] == [f"rdforge-{old}.conf", f"rdforge-{new}.conf"], entries
-    for kver in (old, new):  # each entry's initrd is what rdforge's hook made for it
-        assert (esp / f"rdforge/{kver}/initrd.img-{kver}").read_bytes() == \
-            (tmp_path / f"initrd.img-{kver}").read_bytes()
-    res = boot(BootOptions(esp_tree=esp, root_image=disk, expect="RDFORGE-BOOTED",
-                           memory_mb=2048, timeout=900, echo=False))
-    assert res.ok, res.reason + res.console[-4000:]
-    assert f"RDFORGE-BOOTED {new}" in res.console
+    initrd = tmp_path / "new.img"
+    build(Config(output=str(initrd), lock=str(tmp_path / "new.lock"), kernel_version=new))
+    repo = _local_repository([new_deb, _vendor_initrd_deb(new, initrd, tmp_path)])
+    disk, esp_tree = _system(tmp_path, rdforge_debs, [(old, old_deb)], {
+        "etc/kernel/install.conf": "layout=bls\n",
+        "etc/fstab": "LABEL=ESP /efi vfat umask=0077 0 0\n",
+        "etc/rdforge-new-packages": f"linux-image-{new} linux-initrd-{new}\n",
+        "etc/systemd/system/rdforge-install.service": INSTALL_UNIT,
+        "usr/local/sbin/rdforge-install-new": INSTALL_SCRIPT,
+    }, repo, enable=["rdforge-install.service"])
+    from rdforge.vm.esp import make_esp_from_tree
+
+    esp = make_esp_from_tree(esp_tree, tmp_path / "esp.img", room_mib=96)
+    first = boot(BootOptions(esp_image=esp, root_image=disk, disks_writable=True,
+                             expect="RDFORGE-INSTALLED", expect_fail=("RDFORGE-INSTALL-FAILED",),
+                             memory_mb=2048, timeout=1800, echo=False))
+    assert first.ok, first.reason + first.console[-6000:]
+    assert f"RDFORGE-BOOTED {old}" in first.console
+    assert f"rdforge: {new}: vendor /boot/initrd.img-{new}" in first.console, first.console[-6000:]
+    entries = subprocess.run(["mdir", "-b", "-i", str(esp), "::/loader/entries"],
+                             capture_output=True, text=True).stdout
+    assert f"rdforge-{new}.conf" in entries and f"rdforge-{old}.conf" in entries, entries
+    second = boot(BootOptions(esp_image=esp, root_image=disk, disks_writable=True,
+                              expect="RDFORGE-BOOTED", memory_mb=2048, timeout=900, echo=False))
+    assert second.ok, second.reason + second.console[-4000:]
+    assert f"RDFORGE-BOOTED {new}" in second.console
+    initrd_on_esp = tmp_path / "esp-initrd"
+    subprocess.run(["mcopy", "-n", "-i", str(esp), f"::/rdforge/{new}/initrd.img-{new}",
+                    str(initrd_on_esp)], check=True)
+    assert initrd_on_esp.read_bytes().endswith(initrd.read_bytes())  # after this CPU's microcode
 
 
 def test_secure_boot_starts_the_signed_uki_kernel_install_made_with_rdforge(
