@@ -16,7 +16,7 @@ APT_PACKAGES=(
   tpm2-tools                                     # the TPM libraries systemd-creds loads
   python3-venv                                   # the virtual environment rdforge runs in
   debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools faketime  # its .deb
-  lintian                                        # Debian's policy checks of the .debs
+  lintian diffoscope-minimal                     # Debian's policy checks, reproducibility
   mmdebstrap                                     # trixie systems for the packaging tests
   softhsm2 libengine-pkcs11-openssl opensc       # a PKCS#11 token for signing tests
   rpm rpm2cpio createrepo-c dnf                  # rpm, rpm-md and dnf reference tools

@@ -231,6 +231,11 @@ def test_the_vendor_initrd_package_builds_reproducibly_in_the_build_root(
     assert r.returncode == 0, r.stderr[-2000:] + log
     (one,) = (build_root / "tmp/one").glob("*.deb")
     (two,) = (other / "tmp/two/deeper").glob("*.deb")
+    # diffoscope (the archive's) compares them as Debian's reproducible-builds checks do,
+    # and on a difference says where it lies
+    d = subprocess.run(["diffoscope", "--text", "-", str(one), str(two)], capture_output=True,
+                       text=True)
+    assert d.returncode == 0, d.stdout[-4000:] + d.stderr[-2000:]
     assert one.name == two.name and one.read_bytes() == two.read_bytes(), one.name
     kver = json.loads(default_build.with_name("initrd.img.manifest.json").read_text())["kernel_version"]
     assert one.name.startswith(f"linux-initrd-{kver}_1_amd64")

@@ -95,6 +95,17 @@ def add(cfg: Config, kver: str, image: Path, initrds: list[Path], progress: Prog
     return written
 
 
+def installed_stub(root: Path, arch: str) -> Path | None:
+    """The EFI stub the system's systemd-boot-efi installed, as ukify takes it: a kernel
+    installed without network needs no archive for it (else the archive's is fetched)."""
+    from rdforge.outputs.uki import STUBS
+
+    if arch not in STUBS:
+        return None
+    stub = root / "usr/lib/systemd/boot/efi" / STUBS[arch][0]
+    return stub if stub.is_file() else None
+
+
 def _uki(cfg: Config, root: Path, kver: str, image: Path, initrds: list[Path], staging: Path,
          progress: Progress) -> list[str]:
     from rdforge.outputs.uki import UkiOptions, build_uki
@@ -129,7 +140,7 @@ def _uki(cfg: Config, root: Path, kver: str, image: Path, initrds: list[Path], s
             build_uki(UkiOptions(initrd=initrd, output=staging / "uki.efi", kernel=image,
                                  kernel_version=kver, cmdline=kernel_cmdline(root), key=key,
                                  cert=cert, microcode=ucode if ucode.exists() else None,
-                                 offline=cfg.offline))
+                                 offline=cfg.offline, stub=installed_stub(root, cfg.arch)))
     extra = root / EXTRA_DIR
     files = sorted(f for f in extra.iterdir() if f.is_file() and f.name.endswith(EXTRA_SUFFIXES)
                    ) if extra.is_dir() else []

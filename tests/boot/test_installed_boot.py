@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,11 +20,12 @@ from rdforge.outputs.initrd import build
 from rdforge.sources.cache import cache_root
 from rdforge.sources.fetch import fetch_all
 from rdforge.sources.plan import load_universe
-from rdforge.vm.boot import BootOptions, boot
+from rdforge.vm.boot import BootOptions, BootResult, boot
 from rdforge.vm.trixie import run_in, system_tarball, unpack_system
 
 pytestmark = [pytest.mark.boot, pytest.mark.integration]
-PACKAGES = ["systemd", "systemd-sysv", "systemd-boot", "udev", "python3", "python3-zstandard",
+# systemd-boot-efi: the EFI stub the guest's kernel-install builds UKIs with (offline)
+PACKAGES = ["systemd", "systemd-sysv", "systemd-boot", "systemd-boot-efi", "udev", "python3", "python3-zstandard",
             "python3-cryptography", "python3-lz4", "gpgv", "debian-archive-keyring", "kmod",
             "linux-base", "e2fsprogs"]
 LABEL = "trixie-root"
@@ -131,6 +134,7 @@ def _vendor_initrd_deb(kver: str, initrd: Path, dest: Path) -> Path:
         f"Enhances: linux-image-{kver}\nDescription: rdforge's vendor initrd for {kver}\n")
     (d / f"usr/lib/modules/{kver}").mkdir(parents=True)
     shutil.copyfile(initrd, d / f"usr/lib/modules/{kver}/initrd")
+    shutil.copyfile(f"{initrd}.manifest.json", d / f"usr/lib/modules/{kver}/initrd.manifest.json")
     out = dest / f"linux-initrd-{kver}_1_amd64.deb"
     subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(d), str(out)], check=True,
                    capture_output=True)
@@ -156,68 +160,95 @@ def _local_repository(debs: list[Path]) -> dict[str, bytes]:
     return files
 
 
-def test_apt_in_the_booted_system_installs_a_kernel_and_systemd_boot_starts_it(
-        rdforge_debs: dict[str, Path], tmp_path: Path) -> None:
-    """layout=bls: the system boots the older kernel under OVMF; inside it, apt installs the
-    newer kernel and its vendor initrd package from a local repository; the kernel's hooks
-    run there (rdforge's takes the vendor initrd, systemd-boot's adds the entry to the ESP);
-    the next boot, systemd-boot's choice, comes up on the new kernel."""
+@dataclass
+class TwoBoots:
+    old: str
+    new: str
+    esp: Path  # the ESP image, as the guest left it
+    initrd: Path  # the new kernel's vendor initrd
+    first: BootResult
+    second: BootResult
+
+
+def _install_in_the_guest(tmp: Path, rdforge_debs: dict[str, Path], files: dict[str, str],
+                          prepare_esp: Callable[[Path], None] = lambda esp: None,
+                          secure_boot_cert: Path | None = None) -> TwoBoots:
+    """The system with the older kernel installed boots; apt in it installs the newer kernel
+    and its vendor initrd package from a local repository; it boots again."""
     (old, old_deb), (new, new_deb) = _kernels()
-    initrd = tmp_path / "new.img"
-    build(Config(output=str(initrd), lock=str(tmp_path / "new.lock"), kernel_version=new))
-    repo = _local_repository([new_deb, _vendor_initrd_deb(new, initrd, tmp_path)])
-    disk, esp_tree = _system(tmp_path, rdforge_debs, [(old, old_deb)], {
-        "etc/kernel/install.conf": "layout=bls\n",
+    initrd = tmp / "new.img"
+    build(Config(output=str(initrd), lock=str(tmp / "new.lock"), kernel_version=new))
+    repo = _local_repository([new_deb, _vendor_initrd_deb(new, initrd, tmp)])
+    disk, esp_tree = _system(tmp, rdforge_debs, [(old, old_deb)], {
+        **files,
         "etc/fstab": "LABEL=ESP /efi vfat umask=0077 0 0\n",
         "etc/rdforge-new-packages": f"linux-image-{new} linux-initrd-{new}\n",
         "etc/systemd/system/rdforge-install.service": INSTALL_UNIT,
         "usr/local/sbin/rdforge-install-new": INSTALL_SCRIPT,
     }, repo, enable=["rdforge-install.service"])
+    prepare_esp(esp_tree)
     from rdforge.vm.esp import make_esp_from_tree
 
-    esp = make_esp_from_tree(esp_tree, tmp_path / "esp.img", room_mib=96)
+    esp = make_esp_from_tree(esp_tree, tmp / "esp.img", room_mib=96)
     first = boot(BootOptions(esp_image=esp, root_image=disk, disks_writable=True,
-                             expect="RDFORGE-INSTALLED", expect_fail=("RDFORGE-INSTALL-FAILED",),
-                             memory_mb=2048, timeout=1800, echo=False))
+                             secure_boot_cert=secure_boot_cert, expect="RDFORGE-INSTALLED",
+                             expect_fail=("RDFORGE-INSTALL-FAILED",), memory_mb=2048,
+                             timeout=1800, echo=False))
     assert first.ok, first.reason + first.console[-6000:]
     assert f"RDFORGE-BOOTED {old}" in first.console
     assert f"rdforge: {new}: vendor /boot/initrd.img-{new}" in first.console, first.console[-6000:]
-    entries = subprocess.run(["mdir", "-b", "-i", str(esp), "::/loader/entries"],
-                             capture_output=True, text=True).stdout
-    assert f"rdforge-{new}.conf" in entries and f"rdforge-{old}.conf" in entries, entries
     second = boot(BootOptions(esp_image=esp, root_image=disk, disks_writable=True,
-                              expect="RDFORGE-BOOTED", memory_mb=2048, timeout=900, echo=False))
+                              secure_boot_cert=secure_boot_cert, expect="RDFORGE-BOOTED",
+                              memory_mb=2048, timeout=900, echo=False))
     assert second.ok, second.reason + second.console[-4000:]
     assert f"RDFORGE-BOOTED {new}" in second.console
-    initrd_on_esp = tmp_path / "esp-initrd"
-    subprocess.run(["mcopy", "-n", "-i", str(esp), f"::/rdforge/{new}/initrd.img-{new}",
-                    str(initrd_on_esp)], check=True)
-    assert initrd_on_esp.read_bytes().endswith(initrd.read_bytes())  # after this CPU's microcode
+    return TwoBoots(old, new, esp, initrd, first, second)
 
 
-def test_secure_boot_starts_the_signed_uki_kernel_install_made_with_rdforge(
+def _esp_file(esp: Path, path: str, dest: Path) -> Path:
+    subprocess.run(["mcopy", "-n", "-i", str(esp), f"::/{path}", str(dest)], check=True)
+    return dest
+
+
+def test_apt_in_the_booted_system_installs_a_kernel_and_systemd_boot_starts_it(
+        rdforge_debs: dict[str, Path], tmp_path: Path) -> None:
+    """layout=bls: rdforge's hook in the guest takes the vendor initrd, systemd-boot's adds
+    the entry to the ESP, and systemd-boot's choice at the next boot is the new kernel."""
+    r = _install_in_the_guest(tmp_path, rdforge_debs, {"etc/kernel/install.conf": "layout=bls\n"})
+    entries = subprocess.run(["mdir", "-b", "-i", str(r.esp), "::/loader/entries"],
+                             capture_output=True, text=True).stdout
+    assert f"rdforge-{r.new}.conf" in entries and f"rdforge-{r.old}.conf" in entries, entries
+    on_esp = _esp_file(r.esp, f"rdforge/{r.new}/initrd.img-{r.new}", tmp_path / "esp-initrd")
+    assert on_esp.read_bytes().endswith(r.initrd.read_bytes())  # after this CPU's microcode
+
+
+def test_secure_boot_runs_the_uki_the_guest_s_kernel_install_made_and_signed(
         rdforge_debs: dict[str, Path], vendor_keys: tuple[Path, Path], tmp_path: Path) -> None:
-    """layout=uki with uki_generator=rdforge: the kernel package's installation makes a UKI
-    signed with the key /etc/kernel/uki.conf names; with that certificate in db (and
-    systemd-boot signed with it), Secure Boot runs systemd-boot, then the UKI."""
+    """layout=uki with uki_generator=rdforge, Secure Boot on with the vendor certificate in
+    db: the older kernel's UKI (made in the chroot) boots; in the guest, installing the newer
+    kernel makes its UKI from the vendor initrd, signed with the key /etc/kernel/uki.conf
+    names; the firmware runs systemd-boot, then that UKI."""
     from rdforge.outputs.uki import sign_file
 
     key, cert = vendor_keys
-    (_old, _), (new, new_deb) = _kernels()
-    disk, esp = _system(tmp_path, rdforge_debs, [(new, new_deb)], {
+
+    def resign_loader(esp: Path) -> None:
+        assert not list((esp / "loader/entries").glob("*.conf"))  # a UKI needs no entry file
+        for loader in ("EFI/systemd/systemd-bootx64.efi", "EFI/BOOT/BOOTX64.EFI"):
+            # bootctl installed Debian's signed systemd-boot: re-signed with this machine's key
+            sign_file(esp / loader, key, cert, esp / loader, detached=False, replace=True)
+
+    r = _install_in_the_guest(tmp_path, rdforge_debs, {
         "etc/kernel/install.conf": "layout=uki\nuki_generator=rdforge\n",
         "etc/kernel/db.key": key.read_text(), "etc/kernel/db.crt": cert.read_text(),
         "etc/kernel/uki.conf": "[UKI]\nSecureBootPrivateKey=/etc/kernel/db.key\n"
-                               "SecureBootCertificate=/etc/kernel/db.crt\n"})
-    uki = esp / f"EFI/Linux/rdforge-{new}.efi"
+                               "SecureBootCertificate=/etc/kernel/db.crt\n"},
+        resign_loader, secure_boot_cert=cert)
+    assert "secureboot: Secure boot enabled" in r.second.console
+    uki = _esp_file(r.esp, f"EFI/Linux/rdforge-{r.new}.efi", tmp_path / "new.efi")
     assert subprocess.run(["sbverify", "--cert", str(cert), str(uki)],
                           capture_output=True).returncode == 0
-    assert not list((esp / "loader/entries").glob("*.conf"))  # a UKI needs no entry file
-    for loader in ("EFI/systemd/systemd-bootx64.efi", "EFI/BOOT/BOOTX64.EFI"):
-        # bootctl installed Debian's signed systemd-boot: re-signed with this machine's key
-        sign_file(esp / loader, key, cert, esp / loader, detached=False, replace=True)
-    res = boot(BootOptions(esp_tree=esp, root_image=disk, expect="RDFORGE-BOOTED",
-                           secure_boot_cert=cert, memory_mb=2048, timeout=900, echo=False))
-    assert res.ok, res.reason + res.console[-4000:]
-    assert "secureboot: Secure boot enabled" in res.console
-    assert f"RDFORGE-BOOTED {new}" in res.console
+    section = tmp_path / "initrd-section"
+    subprocess.run(["objcopy", "-O", "binary", "--only-section=.initrd", str(uki), str(section)],
+                   check=True)
+    assert section.read_bytes().rstrip(b"\0").endswith(r.initrd.read_bytes().rstrip(b"\0"))
